@@ -1,0 +1,105 @@
+"""Small array-API building blocks shared by the core estimators."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from diveq._checks import check_draw
+
+Array = Any
+StopGradient = Callable[[Array], Array]
+
+#: ``unit(v) = v / max(||v||, UNIT_EPS)``, so ``unit(0) = 0`` (SPEC section 1).
+UNIT_EPS = 1e-12
+
+#: Default number of distance-matrix entries one search tile may hold (float32: 64 MiB).
+TILE_ENTRIES = 1 << 24
+
+
+def identity(x: Array) -> Array:
+    """The stop-gradient of a namespace without autodiff (NumPy, array-api-strict)."""
+    return x
+
+
+def work_dtype(xp: Any, *arrays: Array) -> Any:
+    """Floating dtype used for distances and estimator arithmetic: at least float32."""
+    return xp.result_type(*(a.dtype for a in arrays), xp.float32)
+
+
+def safe_norm(xp: Any, v: Array) -> Array:
+    """Row norm ``||v||`` (keepdims) whose gradient at ``v = 0`` is ``0``, never NaN."""
+    sq = xp.sum(v * v, axis=-1, keepdims=True)
+    positive = sq > 0
+    return xp.where(positive, xp.sqrt(xp.where(positive, sq, xp.ones_like(sq))), 0.0)
+
+
+def unit(xp: Any, v: Array) -> Array:
+    """``v / max(||v||, 1e-12)`` row-wise (no gradient is meant to flow through it)."""
+    norm = xp.sqrt(xp.sum(v * v, axis=-1, keepdims=True))
+    return v / xp.maximum(norm, UNIT_EPS)
+
+
+def rows(xp: Any, z: Array) -> Array:
+    """View ``z`` of shape ``(..., D)`` as a matrix of rows ``(N, D)``."""
+    return xp.reshape(z, (-1, z.shape[-1]))
+
+
+def unrows(xp: Any, x: Array, lead: Sequence[int]) -> Array:
+    """Inverse of :func:`rows` for a per-row result with trailing shape ``x.shape[1:]``."""
+    return xp.reshape(x, (*lead, *x.shape[1:]))
+
+
+def default_chunk(num_points: int, chunk_size: int | None) -> int:
+    """Rows per search tile: explicit values are honoured, ``None`` bounds the tile size."""
+    if chunk_size is not None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"`chunk_size` must be None or a positive int; got {chunk_size!r}")
+        return chunk_size
+    return max(1, TILE_ENTRIES // max(num_points, 1))
+
+
+def map_row_chunks(
+    xp: Any, fn: Callable[[Array], tuple[Array, ...]], z: Array, chunk: int
+) -> tuple[Array, ...]:
+    """Apply ``fn`` to blocks of at most ``chunk`` rows of ``z`` and concatenate the outputs."""
+    n = z.shape[0]
+    if n <= chunk:
+        return fn(z)
+    parts = [fn(z[start : min(start + chunk, n), ...]) for start in range(0, n, chunk)]
+    return tuple(xp.concat([p[i] for p in parts], axis=0) for i in range(len(parts[0])))
+
+
+def need_draw(
+    name: str, draw: Array | None, noise_std: Any, shape: tuple[int, ...]
+) -> Array | None:
+    """Validate an explicit noise draw; ``None`` is only allowed for ``noise_std == 0``."""
+
+    if draw is None:
+        if isinstance(noise_std, (int, float)) and noise_std == 0:
+            return None
+        raise ValueError(
+            f"`{name}` of shape {shape} is required when noise_std > 0: diveq.core takes "
+            "explicit draws (the backends sample them for you)"
+        )
+    check_draw(name, draw, shape)
+    return draw
+
+
+def need_dither(draw: Array | None, shape: tuple[int, ...]) -> Array:
+    """Validate an explicit dither draw (always required by the core)."""
+
+    if draw is None:
+        raise ValueError(
+            f"`dither` of shape {shape} is required: diveq.core takes explicit draws "
+            "(the backends sample them for you)"
+        )
+    check_draw("dither", draw, shape)
+    return draw
+
+
+def namespace(*arrays: Array) -> Any:
+    """The array-API namespace of the given arrays (``None`` entries are ignored)."""
+    return array_namespace(*[a for a in arrays if a is not None])

@@ -1,0 +1,99 @@
+"""Nearest-codeword search and exact polyline projection (hard inference)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diveq._checks import check_codebook
+from diveq._types import Quantized, SFQuantized
+from diveq.core._common import (
+    Array,
+    default_chunk,
+    map_row_chunks,
+    namespace,
+    rows,
+    unrows,
+    work_dtype,
+)
+
+__all__ = ["nearest", "quantize", "sf_quantize"]
+
+
+def nearest_rows(xp: Any, z: Array, points: Array, chunk_size: int | None = None) -> Array:
+    """Index of the nearest point for each row of ``z`` ``(N, D)``; no gradient is traced.
+
+    Uses the expanded form ``||p||^2 - 2 z.p`` in at least float32, tiled over rows so that at
+    most ``chunk_size * P`` distances exist at once.
+    """
+    dt = work_dtype(xp, z, points)
+    z, points = xp.astype(z, dt), xp.astype(points, dt)
+    sq = xp.sum(points * points, axis=-1)
+
+    def block(zb: Array) -> tuple[Array]:
+        scores = sq - 2.0 * (zb @ xp.permute_dims(points, (1, 0)))
+        return (xp.argmin(scores, axis=-1),)
+
+    return map_row_chunks(xp, block, z, default_chunk(points.shape[0], chunk_size))[0]
+
+
+def project_rows(
+    xp: Any, z: Array, codebook: Array, chunk_size: int | None = None
+) -> tuple[Array, Array]:
+    """Exact nearest point of the polyline through ``codebook`` for each row of ``z``.
+
+    Returns the segment index ``i`` and the clipped position ``t`` on ``[c_i, c_{i+1}]``. Every
+    term comes from the same ``z C^T`` product as the nearest-codeword search.
+    """
+    dt = work_dtype(xp, z, codebook)
+    z, c = xp.astype(z, dt), xp.astype(codebook, dt)
+    a, e = c[:-1, ...], c[1:, ...] - c[:-1, ...]
+    ee = xp.sum(e * e, axis=-1)
+    ae = xp.sum(a * e, axis=-1)
+    aa = xp.sum(a * a, axis=-1)
+    has_len = ee > 0
+    ee_safe = xp.where(has_len, ee, xp.ones_like(ee))
+    segs = ee.shape[0]
+
+    def block(zb: Array) -> tuple[Array, Array]:
+        g = zb @ xp.permute_dims(c, (1, 0))
+        za = g[:, :-1]
+        num = g[:, 1:] - za - ae  # (z - a) . e
+        t = xp.where(has_len, xp.clip(num / ee_safe, 0.0, 1.0), 0.0)
+        dist = aa - 2.0 * za - 2.0 * t * num + t * t * ee  # ||z - a - t e||^2 - ||z||^2
+        i = xp.argmin(dist, axis=-1)
+        flat = xp.arange(zb.shape[0], dtype=i.dtype) * segs + i
+        return i, xp.take(xp.reshape(t, (-1,)), flat, axis=0)
+
+    return map_row_chunks(xp, block, z, default_chunk(c.shape[0], chunk_size))
+
+
+def nearest(z: Array, codebook: Array, *, chunk_size: int | None = None) -> Array:
+    """Index of the nearest codeword (first on ties); see :func:`diveq.reference.nearest`."""
+    check_codebook(z, codebook)
+    xp = namespace(z, codebook)
+    return unrows(xp, nearest_rows(xp, rows(xp, z), codebook, chunk_size), z.shape[:-1])
+
+
+def quantize(z: Array, codebook: Array, *, chunk_size: int | None = None) -> Quantized:
+    """Hard quantisation ``values = c_k``; see :func:`diveq.reference.quantize`."""
+    check_codebook(z, codebook)
+    xp = namespace(z, codebook)
+    k = nearest_rows(xp, rows(xp, z), codebook, chunk_size)
+    values = xp.astype(xp.take(codebook, k, axis=0), z.dtype)
+    return Quantized(unrows(xp, values, z.shape[:-1]), unrows(xp, k, z.shape[:-1]))
+
+
+def sf_quantize(z: Array, codebook: Array, *, chunk_size: int | None = None) -> SFQuantized:
+    """Exact projection onto the codeword polyline; see :func:`diveq.reference.sf_quantize`."""
+    check_codebook(z, codebook, min_codes=2)
+    xp = namespace(z, codebook)
+    zr = rows(xp, z)
+    i, t = project_rows(xp, zr, codebook, chunk_size)
+    dt = work_dtype(xp, zr, codebook)
+    a = xp.astype(xp.take(codebook, i, axis=0), dt)
+    b = xp.astype(xp.take(codebook, i + 1, axis=0), dt)
+    values = xp.astype(a + t[:, None] * (b - a), z.dtype)
+    lead = z.shape[:-1]
+    return SFQuantized(
+        unrows(xp, values, lead), unrows(xp, i, lead), unrows(xp, xp.astype(t, z.dtype), lead)
+    )

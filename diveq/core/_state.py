@@ -1,0 +1,132 @@
+"""Training state as pure functions: code usage, perplexity, dead-code replacement and the
+SF warm-up initialisation (SPEC section 7). The layers of every backend call these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diveq.core._common import Array, default_chunk, namespace
+
+__all__ = [
+    "code_usage",
+    "dead_codes",
+    "perplexity",
+    "replace_dead_codes",
+    "update_usage",
+    "warmup_codebook",
+]
+
+
+def code_usage(indices: Array, num_codes: int, *, chunk_size: int | None = None) -> Array:
+    """Rows per code ``(K,)``; negative indices (``-1``: masked or skipped) are ignored."""
+    xp = namespace(indices)
+    flat = xp.reshape(indices, (-1,))
+    codes = xp.arange(num_codes, dtype=flat.dtype)
+    step = default_chunk(num_codes, chunk_size)
+    counts = xp.zeros((num_codes,), dtype=xp.int64 if _has_int64(xp) else flat.dtype)
+    n = flat.shape[0]
+    for start in range(0, n, step):
+        hit = flat[start : min(start + step, n), None] == codes[None, :]
+        counts = counts + xp.sum(xp.astype(hit, counts.dtype), axis=0)
+    return counts
+
+
+def _has_int64(xp: Any) -> bool:
+    return xp.iinfo(xp.int64).bits == 64 and xp.asarray(0, dtype=xp.int64).dtype == xp.int64
+
+
+def perplexity(indices: Array, num_codes: int) -> Array:
+    """``exp(-sum_k p_k log(p_k + 1e-10))`` over the valid rows, as a 0-d array."""
+    xp = namespace(indices)
+    counts = code_usage(indices, num_codes)
+    dt = xp.float64 if _floating64(xp) else xp.float32
+    c = xp.astype(counts, dt)
+    p = c / xp.maximum(xp.sum(c), xp.asarray(1.0, dtype=dt))
+    return xp.exp(-xp.sum(p * xp.log(p + 1e-10)))
+
+
+def _floating64(xp: Any) -> bool:
+    return xp.asarray(0.0, dtype=xp.float64).dtype == xp.float64
+
+
+def update_usage(
+    hits: Array, calls_used: Array, indices: Array, num_codes: int
+) -> tuple[Array, Array]:
+    """Add one train-mode call: ``hits += rows per code``, ``calls_used += (rows > 0)``."""
+    xp = namespace(hits, calls_used, indices)
+    counts = code_usage(indices, num_codes)
+    return hits + xp.astype(counts, hits.dtype), calls_used + xp.astype(
+        counts > 0, calls_used.dtype
+    )
+
+
+def dead_codes(calls_used: Array, *, replacement_iters: int, discard_threshold: float) -> Array:
+    """``calls_used / replacement_iters < discard_threshold`` per code."""
+    xp = namespace(calls_used)
+    dt = xp.float64 if _floating64(xp) else xp.float32
+    return xp.astype(calls_used, dt) / replacement_iters < discard_threshold
+
+
+def replace_dead_codes(
+    codebook: Array,
+    hits: Array,
+    calls_used: Array,
+    *,
+    replacement_iters: int,
+    discard_threshold: float,
+    perturb_eps: float,
+    uniform: Array,
+    noise: Array,
+) -> tuple[Array, Array]:
+    """Replace every dead code by a live donor drawn with probability proportional to ``hits``.
+
+    ``uniform`` ``(K,)`` in ``[0, 1)`` picks each dead code's donor by inverse-CDF sampling,
+    ``noise`` ``(K, D)`` perturbs it by ``perturb_eps``. Returns the new codebook and the mask of
+    replaced codes; nothing changes when no code is dead or none is alive. Written with
+    ``where`` only, so it runs unchanged under ``jax.jit`` and on any device.
+    """
+    xp = namespace(codebook, hits, calls_used, uniform, noise)
+    dead = dead_codes(
+        calls_used, replacement_iters=replacement_iters, discard_threshold=discard_threshold
+    )
+    dt = xp.float64 if _floating64(xp) else xp.float32
+    weight = xp.where(dead, xp.asarray(0.0, dtype=dt), xp.astype(hits, dt))
+    cdf = xp.cumulative_sum(weight)
+    total = cdf[-1]
+    donor = xp.searchsorted(cdf, xp.astype(uniform, dt) * total, side="right")
+    donor = xp.clip(donor, 0, codebook.shape[0] - 1)
+    fresh = xp.take(codebook, donor, axis=0) + perturb_eps * xp.astype(noise, codebook.dtype)
+    replaced = dead & (total > 0)
+    return xp.where(replaced[:, None], fresh, codebook), replaced
+
+
+def warmup_codebook(rows: Array, num_codes: int, *, valid: Array | None = None) -> Array:
+    """Codeword ``j`` = mean of the valid rows ``[j h, (j+1) h)``, ``h = floor(R_valid / K)``.
+
+    With ``valid=None`` the row count is known and too few rows raise ``ValueError``. With a
+    mask the count is data: the result is meaningful only when ``sum(valid) >= num_codes``,
+    which the caller checks (a jitted layer keeps its codebook otherwise).
+    """
+    xp = namespace(rows, valid)
+    r, d = int(rows.shape[0]), int(rows.shape[1])
+    if valid is None:
+        if r < num_codes:
+            raise ValueError(
+                f"SF warm-up needs at least K = {num_codes} rows to initialise the codebook; "
+                f"got rows.shape = {(r, d)}"
+            )
+        h = r // num_codes
+        return xp.mean(xp.reshape(rows[: h * num_codes, ...], (num_codes, h, d)), axis=1)
+    # Valid rows first, in call order; then segment sums by a one-hot matmul over row tiles.
+    order = xp.argsort(xp.astype(~valid, xp.int8), stable=True)
+    count = xp.sum(xp.astype(valid, xp.int64))
+    h = xp.maximum(count // num_codes, xp.asarray(1, dtype=count.dtype))
+    codes = xp.arange(num_codes, dtype=count.dtype)
+    sums = xp.zeros((num_codes, d), dtype=rows.dtype)
+    step = default_chunk(num_codes, None)
+    for start in range(0, r, step):
+        idx = order[start : min(start + step, r)]
+        pos = xp.arange(start, start + idx.shape[0], dtype=count.dtype)
+        member = xp.astype((pos // h)[None, :] == codes[:, None], rows.dtype)
+        sums = sums + member @ xp.take(rows, idx, axis=0)
+    return sums / xp.astype(h, rows.dtype)
