@@ -1,0 +1,52 @@
+"""Public conformance kit: hypothesis strategies and ``check_backend``.
+
+Any implementation of the diveq API -- ours or a third party's -- can be cross-checked against
+:mod:`diveq.reference` with identical explicit draws::
+
+    from diveq.testing import check_backend
+    import diveq.backends.torch
+
+    print(check_backend(diveq.backends.torch).table())
+
+Requires ``hypothesis`` (the ``test`` extra).
+"""
+
+from __future__ import annotations
+
+from diveq.testing._adapters import Adapter, adapter_for, available_adapters
+from diveq.testing._check import Report, check_backend
+from diveq.testing._ops import OPS, Op
+from diveq.testing._properties import (
+    assert_close,
+    check_empty,
+    check_errors,
+    check_forward,
+    check_gradient,
+    check_sampling,
+    check_usage,
+    raises,
+    tolerance,
+)
+from diveq.testing._strategies import Case, cases, separation_tolerance
+
+__all__ = [
+    "OPS",
+    "Adapter",
+    "Case",
+    "Op",
+    "Report",
+    "adapter_for",
+    "assert_close",
+    "available_adapters",
+    "cases",
+    "check_backend",
+    "check_empty",
+    "check_errors",
+    "check_forward",
+    "check_gradient",
+    "check_sampling",
+    "check_usage",
+    "raises",
+    "separation_tolerance",
+    "tolerance",
+]

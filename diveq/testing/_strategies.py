@@ -1,0 +1,159 @@
+"""Hypothesis strategies: well-separated inputs plus explicit draws and cotangents.
+
+Inputs are generated once in NumPy float64 (rounded to the dtype under test, so the reference
+sees exactly the numbers the backend sees) and converted per backend by an adapter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from hypothesis import assume
+from hypothesis import strategies as st
+
+from diveq.testing._ops import Op
+
+__all__ = ["Case", "cases", "separation_tolerance"]
+
+
+@dataclass
+class Case:
+    """One generated input for ``op``: latents, codebook(s), draws and a cotangent."""
+
+    op: Op
+    z: np.ndarray
+    books: np.ndarray
+    cotangent: np.ndarray
+    noise_std: float = 0.0
+    noise: np.ndarray | None = None
+    dither: np.ndarray | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def draws(self) -> dict[str, Any]:
+        """The op's keyword arguments: ``noise_std``, ``noise``, ``dither`` as NumPy arrays."""
+        kw: dict[str, Any] = {}
+        if self.op.noise_std:
+            kw["noise_std"] = self.noise_std
+        if self.op.noise is not None:
+            kw["noise"] = self.noise
+        if self.op.dither:
+            kw["dither"] = self.dither
+        return kw
+
+
+def separation_tolerance(dtype: str) -> float:
+    """Relative gap between best and second-best squared distance that counts as no tie."""
+    return 1e-6 if dtype == "float64" else 1e-3
+
+
+def _round(x: np.ndarray, dtype: str) -> np.ndarray:
+    return np.asarray(x, dtype=dtype).astype(np.float64)
+
+
+def book_shape(op: Op, m: int, k: int, d: int) -> tuple[int, ...]:
+    """Codebook shape of ``op`` for ``M`` books, ``K`` codes and feature size ``D``."""
+    if op.books == "single":
+        return (k, d)
+    return (m, k, d // m) if op.books == "product" else (m, k, d)
+
+
+@st.composite
+def cases(draw: Any, op: Op, dtype: str = "float64", rows: tuple[int, int] = (1, 12)) -> Case:
+    """Strategy for one :class:`Case` of ``op`` in ``dtype`` with 1-2 leading axes."""
+    axes = draw(st.integers(1, 2))
+    lead = tuple(draw(st.lists(st.integers(1, 4), min_size=axes, max_size=axes)))
+    if int(np.prod(lead)) > rows[1]:
+        lead = (draw(st.integers(*rows)),)
+    m = 1 if op.books == "single" else draw(st.integers(1, 3))
+    k = draw(st.integers(op.min_codes, 8))
+    width = draw(st.integers(1, 4))
+    d = m * width if op.books == "product" else draw(st.integers(1, 6))
+    scale = draw(st.sampled_from([1.0, 1.0, 0.05, 20.0]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    z = rng.standard_normal((*lead, d)) * scale
+    books = rng.standard_normal(book_shape(op, m, k, d)) * scale
+    if op.books == "residual":  # later stages refine: smaller codewords
+        books = books * (0.5 ** np.arange(m))[:, None, None]
+    case = Case(
+        op, _round(z, dtype), _round(books, dtype), _round(rng.standard_normal(z.shape), dtype)
+    )
+    if op.noise_std:
+        case.noise_std = draw(st.sampled_from([0.0, 1e-3, 0.1, 1.0]))
+    if op.noise is not None:
+        shape = z.shape if op.noise == "z" else (2, *z.shape)
+        case.noise = _round(rng.standard_normal(shape), dtype)
+    if op.dither:
+        shape = (k - 1,) if op.books == "single" else (m, k - 1)
+        case.dither = _round(rng.random(shape), dtype)
+    assume(separated(case, separation_tolerance(dtype)))
+    return case
+
+
+def _sq(x: np.ndarray, p: np.ndarray) -> np.ndarray:
+    return ((x[:, None, :] - p[None, :, :]) ** 2).sum(-1)
+
+
+def _segment_sq(x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a, e = c[:-1], c[1:] - c[:-1]
+    ee = (e * e).sum(-1)
+    num = ((x[:, None, :] - a[None]) * e[None]).sum(-1)
+    t = np.where(ee > 0, np.clip(num / np.where(ee > 0, ee, 1), 0, 1), 0)
+    pts = a[None] + t[..., None] * e[None]
+    return ((x[:, None, :] - pts) ** 2).sum(-1), pts
+
+
+def _stage(op: Op, x: np.ndarray, c: np.ndarray, lam: np.ndarray | None, tol: float):
+    """Check one search; return the selected point per row (or None when too close to call)."""
+    if op.space_filling and lam is not None:
+        pts = (1 - lam[:, None]) * c[:-1] + lam[:, None] * c[1:]
+        dist = _sq(x, pts)
+        i = dist.argmin(-1)
+        l = lam[i][:, None]  # noqa: E741
+        chosen = (1 - l) * c[i] + l * c[i + 1]
+        vertices = [c[i], c[i + 1]]
+        pool = pts
+    elif op.space_filling:
+        dist, proj = _segment_sq(x, c)
+        i = dist.argmin(-1)
+        chosen = proj[np.arange(len(x)), i]
+        vertices, pool = [], c
+    else:
+        dist = _sq(x, c)
+        chosen = c[dist.argmin(-1)]
+        vertices, pool = [chosen], c
+    scale = (x * x).sum(-1) + (pool * pool).sum(-1).max() + 1e-30
+    if dist.shape[1] >= 2:
+        best2 = np.sort(dist, axis=-1)[:, :2]
+        if np.any(best2[:, 1] - best2[:, 0] <= tol * scale):
+            return None
+    for v in vertices:  # the error direction unit(c - z) must be well conditioned
+        if np.any(((v - x) ** 2).sum(-1) <= tol * scale):
+            return None
+    return chosen
+
+
+def separated(case: Case, tol: float) -> bool:
+    """Whether every search of ``case`` is free of near-ties (SPEC section 8)."""
+    op = case.op
+    x = case.z.reshape(-1, case.z.shape[-1])
+    if x.shape[0] == 0:
+        return True
+    if op.books == "single":
+        lam = case.dither if op.dither else None
+        return _stage(op, x, case.books, lam, tol) is not None
+    z, width, parts = x, case.books.shape[-1], []
+    for m in range(case.books.shape[0]):
+        lam = case.dither[m] if op.dither else None
+        xm = x[:, m * width : (m + 1) * width] if op.books == "product" else x
+        q = _stage(op, xm, case.books[m], lam, tol)
+        if q is None:
+            return False
+        parts.append(q)
+        if op.books == "residual":
+            x = x - q
+    q = np.concatenate(parts, -1) if op.books == "product" else np.sum(parts, axis=0)
+    # the final DiVeQ step needs a well-conditioned direction unit(q - z)
+    scale = (z * z).sum(-1) + (q * q).sum(-1) + 1e-30
+    return not (op.train and np.any(((q - z) ** 2).sum(-1) <= tol * scale))

@@ -1,0 +1,71 @@
+"""Session-wide numerics pins, hypothesis profiles and the backend fixture.
+
+Every property is written once (in :mod:`diveq.testing`) and runs against every implementation
+that imports here; a new backend plugs in through an adapter, not new tests.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from diveq.testing import available_adapters
+
+settings.register_profile(
+    "ci",
+    max_examples=20,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "dev", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def _pin_numerics() -> None:
+    try:
+        import jax
+    except ImportError:
+        pass
+    else:
+        jax.config.update("jax_enable_x64", True)
+        jax.config.update("jax_default_matmul_precision", "float32")
+    try:
+        import torch
+    except ImportError:
+        pass
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_float32_matmul_precision("highest")
+
+
+_pin_numerics()
+
+ADAPTERS = available_adapters()
+DIFFERENTIABLE = [a for a in ADAPTERS if a.differentiable]
+SAMPLING = [a for a in ADAPTERS if a.samples]
+
+
+@pytest.fixture(scope="session", params=ADAPTERS, ids=[a.name for a in ADAPTERS])
+def backend(request: pytest.FixtureRequest):
+    """Each available implementation, behind its conformance adapter."""
+    return request.param
+
+
+@pytest.fixture(scope="session", params=DIFFERENTIABLE, ids=[a.name for a in DIFFERENTIABLE])
+def diff_backend(request: pytest.FixtureRequest):
+    """Each available implementation with autodiff (torch, JAX eager and jitted)."""
+    return request.param
+
+
+@pytest.fixture(scope="session", params=SAMPLING, ids=[a.name for a in SAMPLING])
+def sampling_backend(request: pytest.FixtureRequest):
+    """Each available implementation that samples its own draws (generator= / key=)."""
+    return request.param
