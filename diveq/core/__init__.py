@@ -22,6 +22,12 @@ from diveq.core._composite import (
     residual_sf_quantize,
 )
 from diveq.core._estimators import diveq, sf_diveq
+from diveq.core._schedule import (
+    replacement_due,
+    warmup_collects,
+    warmup_initialises,
+    warmup_quantises,
+)
 from diveq.core._search import nearest, quantize, sf_quantize
 from diveq.core._state import (
     code_usage,
@@ -48,6 +54,7 @@ __all__ = [
     "product_sf_quantize",
     "quantize",
     "replace_dead_codes",
+    "replacement_due",
     "residual_diveq",
     "residual_quantize",
     "residual_sf_diveq",
@@ -58,4 +65,7 @@ __all__ = [
     "ste",
     "update_usage",
     "warmup_codebook",
+    "warmup_collects",
+    "warmup_initialises",
+    "warmup_quantises",
 ]
