@@ -7,6 +7,7 @@ import pytest
 
 from diveq.testing import (
     OPS,
+    check_commitment,
     check_empty,
     check_errors,
     check_forward,
@@ -53,3 +54,8 @@ def test_sampling_is_reproducible(sampling_backend, op):
 
 def test_usage_and_perplexity(backend):
     check_usage(backend)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_commitment_loss_matches_reference(backend, dtype):
+    check_commitment(backend, dtype)

@@ -24,7 +24,7 @@ from diveq.core._common import (
     work_dtype,
 )
 from diveq.core._estimators import dithered_points, reparam_offset
-from diveq.core._search import nearest_rows, project_rows
+from diveq.core._search import nearest_rows, project_rows, segment_point
 
 __all__ = [
     "product_diveq",
@@ -78,8 +78,7 @@ def _hard(xp: Any, sg: StopGradient, chunk: int | None) -> Select:
 def _exact(xp: Any, sg: StopGradient, chunk: int | None) -> Select:
     def select(x: Array, c: Array, m: int) -> tuple[Array, Array, Array]:
         i, t = project_rows(xp, x, sg(c), chunk)
-        a, b = xp.take(c, i, axis=0), xp.take(c, i + 1, axis=0)
-        return i, t, a + t[:, None] * (b - a)
+        return i, t, segment_point(xp, c, i, t)
 
     return select
 

@@ -46,25 +46,35 @@ def project_rows(
     """
     dt = work_dtype(xp, z, codebook)
     z, c = xp.astype(z, dt), xp.astype(codebook, dt)
-    a, e = c[:-1, ...], c[1:, ...] - c[:-1, ...]
+    e = c[1:, ...] - c[:-1, ...]
     ee = xp.sum(e * e, axis=-1)
-    ae = xp.sum(a * e, axis=-1)
-    aa = xp.sum(a * a, axis=-1)
+    ae = xp.sum(c[:-1, ...] * e, axis=-1)
+    cc = xp.sum(c * c, axis=-1)
     has_len = ee > 0
     ee_safe = xp.where(has_len, ee, xp.ones_like(ee))
     segs = ee.shape[0]
 
     def block(zb: Array) -> tuple[Array, Array]:
         g = zb @ xp.permute_dims(c, (1, 0))
-        za = g[:, :-1]
-        num = g[:, 1:] - za - ae  # (z - a) . e
+        vertex = cc - 2.0 * g  # ||z - c_j||^2 - ||z||^2, the same numbers as `nearest_rows`
+        num = g[:, 1:] - g[:, :-1] - ae  # (z - a) . e
         t = xp.where(has_len, xp.clip(num / ee_safe, 0.0, 1.0), 0.0)
-        dist = aa - 2.0 * za - 2.0 * t * num + t * t * ee  # ||z - a - t e||^2 - ||z||^2
+        inner = vertex[:, :-1] - 2.0 * t * num + t * t * ee
+        # A projection clipped to a vertex scores exactly that vertex's distance, so a vertex
+        # shared by two segments is an exact tie and the first segment wins (SPEC section 4).
+        dist = xp.where(t >= 1.0, vertex[:, 1:], xp.where(t <= 0.0, vertex[:, :-1], inner))
         i = xp.argmin(dist, axis=-1)
         flat = xp.arange(zb.shape[0], dtype=i.dtype) * segs + i
         return i, xp.take(xp.reshape(t, (-1,)), flat, axis=0)
 
     return map_row_chunks(xp, block, z, default_chunk(c.shape[0], chunk_size))
+
+
+def segment_point(xp: Any, codebook: Array, i: Array, t: Array) -> Array:
+    """``c_i + t (c_{i+1} - c_i)``, exactly ``c_{i+1}`` at ``t = 1``."""
+    a, b = xp.take(codebook, i, axis=0), xp.take(codebook, i + 1, axis=0)
+    t = t[:, None]
+    return xp.where(t >= 1.0, b, a + t * (b - a))
 
 
 def nearest(z: Array, codebook: Array, *, chunk_size: int | None = None) -> Array:
@@ -90,9 +100,7 @@ def sf_quantize(z: Array, codebook: Array, *, chunk_size: int | None = None) -> 
     zr = rows(xp, z)
     i, t = project_rows(xp, zr, codebook, chunk_size)
     dt = work_dtype(xp, zr, codebook)
-    a = xp.astype(xp.take(codebook, i, axis=0), dt)
-    b = xp.astype(xp.take(codebook, i + 1, axis=0), dt)
-    values = xp.astype(a + t[:, None] * (b - a), z.dtype)
+    values = xp.astype(segment_point(xp, xp.astype(codebook, dt), i, t), z.dtype)
     lead = z.shape[:-1]
     return SFQuantized(
         unrows(xp, values, lead), unrows(xp, i, lead), unrows(xp, xp.astype(t, z.dtype), lead)

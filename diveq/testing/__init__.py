@@ -18,6 +18,7 @@ from diveq.testing._check import Report, check_backend
 from diveq.testing._ops import OPS, Op
 from diveq.testing._properties import (
     assert_close,
+    check_commitment,
     check_empty,
     check_errors,
     check_forward,
@@ -40,6 +41,7 @@ __all__ = [
     "available_adapters",
     "cases",
     "check_backend",
+    "check_commitment",
     "check_empty",
     "check_errors",
     "check_forward",

@@ -9,6 +9,7 @@ from types import ModuleType
 from diveq.testing._adapters import Adapter, adapter_for
 from diveq.testing._ops import OPS
 from diveq.testing._properties import (
+    check_commitment,
     check_empty,
     check_errors,
     check_forward,
@@ -123,5 +124,15 @@ def check_backend(
         timed("empty", op.name, "-", check_empty, adapter, op)
         if adapter.samples and op.stochastic:
             timed("sampling", op.name, "-", check_sampling, adapter, op)
+    for dtype in dtypes:
+        timed(
+            "commitment",
+            "commitment_loss",
+            dtype,
+            check_commitment,
+            adapter,
+            dtype,
+            max_examples=max_examples,
+        )
     timed("usage", "code_usage/perplexity", "-", check_usage, adapter, max_examples=max_examples)
     return report

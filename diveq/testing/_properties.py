@@ -270,3 +270,31 @@ def check_usage(adapter: Adapter, *, max_examples: int | None = None) -> None:
         assert_close(got, ref.perplexity(indices, k), "float32", 1.0, f"{adapter.name}.perplexity")
 
     _run_given(idx(), body, max_examples)
+
+
+def check_commitment(
+    adapter: Adapter, dtype: str = "float64", *, max_examples: int | None = None
+) -> None:
+    """``commitment_loss`` (value and, with autodiff, gradients) equals the reference."""
+    from diveq.testing._ops import OPS_BY_NAME
+
+    fn = adapter.module.commitment_loss
+    beta = 0.25
+
+    def body(case: Case) -> None:
+        indices = ref.nearest(case.z, case.books)
+        idx = adapter.asarray(indices)
+        args = (adapter.asarray(case.z, dtype), adapter.asarray(case.books, dtype))
+        got = adapter.call(lambda z, c: fn(z, c, idx, beta=beta), args, {})
+        want = ref.commitment_loss(case.z, case.books, indices, beta=beta)
+        scale = _scale(case.z, case.books) ** 2
+        what = f"{adapter.name}.commitment_loss[{dtype}]"
+        assert_close(adapter.to_numpy(got), want, dtype, scale, what)
+        if adapter.differentiable:
+            g = adapter.asarray(np.asarray(1.5), dtype)
+            dz, dc = adapter.vjp(lambda z, c: fn(z, c, idx, beta=beta), args, {}, g)
+            want_dz, want_dc = ref.commitment_loss_vjp(case.z, case.books, indices, 1.5, beta=beta)
+            assert_close(dz, want_dz, dtype, _scale(case.z, case.books), f"{what} dz")
+            assert_close(dc, want_dc, dtype, _scale(case.z, case.books), f"{what} dcodebook")
+
+    _run_given(cases(OPS_BY_NAME["ste"], dtype), body, max_examples)

@@ -95,13 +95,13 @@ def _sq(x: np.ndarray, p: np.ndarray) -> np.ndarray:
     return ((x[:, None, :] - p[None, :, :]) ** 2).sum(-1)
 
 
-def _segment_sq(x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _segment_sq(x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     a, e = c[:-1], c[1:] - c[:-1]
     ee = (e * e).sum(-1)
     num = ((x[:, None, :] - a[None]) * e[None]).sum(-1)
     t = np.where(ee > 0, np.clip(num / np.where(ee > 0, ee, 1), 0, 1), 0)
-    pts = a[None] + t[..., None] * e[None]
-    return ((x[:, None, :] - pts) ** 2).sum(-1), pts
+    pts = np.where(t[..., None] >= 1, c[1:][None], a[None] + t[..., None] * e[None])
+    return ((x[:, None, :] - pts) ** 2).sum(-1), pts, t
 
 
 def _stage(op: Op, x: np.ndarray, c: np.ndarray, lam: np.ndarray | None, tol: float):
@@ -115,9 +115,12 @@ def _stage(op: Op, x: np.ndarray, c: np.ndarray, lam: np.ndarray | None, tol: fl
         vertices = [c[i], c[i + 1]]
         pool = pts
     elif op.space_filling:
-        dist, proj = _segment_sq(x, c)
-        i = dist.argmin(-1)
-        chosen = proj[np.arange(len(x)), i]
+        dist, proj, t = _segment_sq(x, c)
+        chosen = proj[np.arange(len(x)), dist.argmin(-1)]
+        # A vertex shared by two segments is one candidate point, not a tie: compare the
+        # distinct candidates (vertices and interior projections) only.
+        interior = np.where((t > 0) & (t < 1), dist, np.inf)
+        dist = np.concatenate([_sq(x, c), interior], axis=-1)
         vertices, pool = [], c
     else:
         dist = _sq(x, c)

@@ -1,0 +1,60 @@
+"""Core search details the conformance properties do not vary: tiling and dtypes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import diveq.core as core
+import diveq.reference as ref
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5, 64, None])
+def test_chunked_search_equals_untiled(chunk):
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((2, 7, 4))
+    c = rng.standard_normal((9, 4))
+    cbs = rng.standard_normal((2, 9, 2))
+    np.testing.assert_array_equal(core.nearest(z, c, chunk_size=chunk), ref.nearest(z, c))
+    got = core.sf_quantize(z, c, chunk_size=chunk)
+    want = ref.sf_quantize(z, c)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_allclose(got.values, want.values, rtol=1e-12, atol=1e-12)
+    got = core.product_sf_quantize(z, cbs, chunk_size=chunk)
+    np.testing.assert_array_equal(got.indices, ref.product_sf_quantize(z, cbs).indices)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_chunk_size_must_be_positive_int(bad):
+    with pytest.raises(ValueError, match="chunk_size"):
+        core.nearest(np.zeros((2, 3)), np.zeros((4, 3)), chunk_size=bad)
+
+
+def test_low_precision_searches_in_float32_and_keeps_dtype():
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((16, 8)).astype(np.float16)
+    c = rng.standard_normal((12, 8)).astype(np.float16)
+    out = core.quantize(z, c)
+    assert out.values.dtype == np.float16
+    np.testing.assert_array_equal(
+        out.indices, ref.nearest(z.astype(np.float64), c.astype(np.float64))
+    )
+
+
+def test_exact_projection_counterexample():
+    """SPEC section 4: the official local search returns a point 0.994 away; exact is 0.1."""
+    c = np.array([[-10.0, 0.1], [10.0, 0.1], [0.0, -1.0], [0.0, -5.0]])
+    out = core.sf_quantize(np.zeros((1, 2)), c)
+    np.testing.assert_allclose(out.values, [[0.0, 0.1]], atol=1e-12)
+    assert out.indices.tolist() == [0]
+    np.testing.assert_allclose(out.weights, [0.5])
+
+
+def test_missing_draws_are_a_clear_error():
+    z, c = np.zeros((2, 3)), np.ones((4, 3))
+    with pytest.raises(ValueError, match=r"`noise` of shape \(2, 3\) is required"):
+        core.diveq(z, c, noise_std=0.1)
+    with pytest.raises(ValueError, match=r"`dither` of shape \(3,\) is required"):
+        core.sf_diveq(z, c, noise_std=0.0)
+    # noise_std = 0 needs no noise at all, and lands on the codeword
+    np.testing.assert_allclose(core.diveq(z, c, noise_std=0).values, np.ones((2, 3)))
