@@ -103,7 +103,7 @@ def _train(
     dither: Array | None,
     stop_gradient: StopGradient,
     chunk_size: int | None,
-) -> Quantized | SFQuantized:
+) -> Any:
     check_codebooks(z, codebooks, product=product, min_codes=2 if space_filling else 1)
     check_noise_std(noise_std)
     m_books, k = int(codebooks.shape[0]), int(codebooks.shape[1])
@@ -123,9 +123,7 @@ def _train(
     return _result(xp, z, values, idx, weights if space_filling else None)
 
 
-def _result(
-    xp: Any, z: Array, values: Array, idx: Array, weights: list[Array] | None
-) -> Quantized | SFQuantized:
+def _result(xp: Any, z: Array, values: Array, idx: Array, weights: list[Array] | None) -> Any:
     lead = z.shape[:-1]
     values = unrows(xp, xp.astype(values, z.dtype), lead)
     idx = unrows(xp, idx, lead)
@@ -143,7 +141,7 @@ def _infer(
     space_filling: bool,
     stop_gradient: StopGradient,
     chunk_size: int | None,
-) -> Quantized | SFQuantized:
+) -> Any:
     check_codebooks(z, codebooks, product=product, min_codes=2 if space_filling else 1)
     xp = namespace(z, codebooks)
     dt = work_dtype(xp, z, codebooks)

@@ -212,13 +212,13 @@ def available_adapters() -> list[Adapter]:
         found.append(StrictAdapter(core))
     except ImportError:
         pass
-    for name, extra in (
-        ("diveq.backends.torch", {}),
-        ("diveq.backends.jax", {}),
-        ("diveq.backends.jax", {"jit": True}),
+    for name, jit in (
+        ("diveq.backends.torch", False),
+        ("diveq.backends.jax", False),
+        ("diveq.backends.jax", True),
     ):
         try:
-            found.append(adapter_for(name, **extra))
+            found.append(adapter_for(name, jit=jit))
         except ImportError:
             continue
     return found

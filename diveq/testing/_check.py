@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import Any
 
 from diveq.testing._adapters import Adapter, adapter_for
 from diveq.testing._ops import OPS
@@ -92,7 +93,7 @@ def check_backend(
     adapter = adapter or adapter_for(module, jit=jit)
     report = Report(adapter.name)
 
-    def timed(prop: str, name: str, dtype: str, fn, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def timed(prop: str, name: str, dtype: str, fn: Any, *args: Any, **kwargs: Any) -> None:
         start = time.perf_counter()
         fn(*args, **kwargs)
         report.rows.append((prop, name, dtype, time.perf_counter() - start))

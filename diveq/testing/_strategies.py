@@ -148,7 +148,7 @@ def separated(case: Case, tol: float) -> bool:
         return _stage(op, x, case.books, lam, tol) is not None
     z, width, parts = x, case.books.shape[-1], []
     for m in range(case.books.shape[0]):
-        lam = case.dither[m] if op.dither else None
+        lam = case.dither[m] if case.dither is not None else None
         xm = x[:, m * width : (m + 1) * width] if op.books == "product" else x
         q = _stage(op, xm, case.books[m], lam, tol)
         if q is None:
