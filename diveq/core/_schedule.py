@@ -25,7 +25,7 @@ def warmup_quantises(call: Any, skip_iters: int) -> Any:
 
 
 def warmup_collects(call: Any, skip_iters: int, avg_iters: int) -> Any:
-    """Rows of calls ``skip_iters - avg_iters .. skip_iters - 1`` are kept for the init."""
+    """Rows of calls ``skip_iters - avg_iters`` to ``skip_iters - 1`` are kept for the init."""
     return (call >= skip_iters - avg_iters) & (call < skip_iters)
 
 

@@ -23,7 +23,7 @@ def code_usage(indices: Array, num_codes: int, *, chunk_size: int | None = None)
     flat = xp.reshape(indices, (-1,))
     codes = xp.arange(num_codes, dtype=flat.dtype)
     step = default_chunk(num_codes, chunk_size)
-    counts = xp.zeros((num_codes,), dtype=xp.int64 if _has_int64(xp) else flat.dtype)
+    counts = xp.zeros((num_codes,), dtype=_default_int(xp))
     n = flat.shape[0]
     for start in range(0, n, step):
         hit = flat[start : min(start + step, n), None] == codes[None, :]
@@ -31,22 +31,24 @@ def code_usage(indices: Array, num_codes: int, *, chunk_size: int | None = None)
     return counts
 
 
-def _has_int64(xp: Any) -> bool:
-    return xp.iinfo(xp.int64).bits == 64 and xp.asarray(0, dtype=xp.int64).dtype == xp.int64
+def _default_int(xp: Any) -> Any:
+    """The namespace's default integer dtype (int64; JAX without x64: int32)."""
+    return xp.asarray(0).dtype
+
+
+def _default_float(xp: Any) -> Any:
+    """The namespace's default floating dtype (float32 for torch and JAX, float64 for NumPy)."""
+    return xp.asarray(0.0).dtype
 
 
 def perplexity(indices: Array, num_codes: int) -> Array:
     """``exp(-sum_k p_k log(p_k + 1e-10))`` over the valid rows, as a 0-d array."""
     xp = namespace(indices)
     counts = code_usage(indices, num_codes)
-    dt = xp.float64 if _floating64(xp) else xp.float32
+    dt = _default_float(xp)
     c = xp.astype(counts, dt)
     p = c / xp.maximum(xp.sum(c), xp.asarray(1.0, dtype=dt))
     return xp.exp(-xp.sum(p * xp.log(p + 1e-10)))
-
-
-def _floating64(xp: Any) -> bool:
-    return xp.asarray(0.0, dtype=xp.float64).dtype == xp.float64
 
 
 def update_usage(
@@ -63,8 +65,7 @@ def update_usage(
 def dead_codes(calls_used: Array, *, replacement_iters: int, discard_threshold: float) -> Array:
     """``calls_used / replacement_iters < discard_threshold`` per code."""
     xp = namespace(calls_used)
-    dt = xp.float64 if _floating64(xp) else xp.float32
-    return xp.astype(calls_used, dt) / replacement_iters < discard_threshold
+    return xp.astype(calls_used, _default_float(xp)) / replacement_iters < discard_threshold
 
 
 def replace_dead_codes(
@@ -89,7 +90,7 @@ def replace_dead_codes(
     dead = dead_codes(
         calls_used, replacement_iters=replacement_iters, discard_threshold=discard_threshold
     )
-    dt = xp.float64 if _floating64(xp) else xp.float32
+    dt = _default_float(xp)
     weight = xp.where(dead, xp.asarray(0.0, dtype=dt), xp.astype(hits, dt))
     cdf = xp.cumulative_sum(weight)
     total = cdf[-1]
