@@ -1,0 +1,95 @@
+"""Small float64 geometry helpers shared by the reference estimators.
+
+Everything here works on *rows*: 2-d arrays ``(N, D)``. The public functions flatten
+``z`` of shape ``(..., D)`` with :func:`as_rows` and restore the leading axes at the end.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from diveq.reference._validate import F64, I64
+
+__all__ = [
+    "TINY",
+    "argmin_first",
+    "as_rows",
+    "dithered_points",
+    "project_on_segments",
+    "scatter_rows",
+    "sq_dists",
+    "unit",
+]
+
+#: Floor of the norm in :func:`unit`, so that ``unit(0) = 0`` (SPEC section 1).
+TINY = 1e-12
+
+
+def as_rows(x: F64) -> F64:
+    """Reshape ``(..., D)`` to ``(N, D)`` with ``N = prod(x.shape[:-1])`` (``N`` may be 0)."""
+    return x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
+
+
+def unit(v: F64) -> F64:
+    """``v / max(||v||, 1e-12)`` along the last axis, so ``unit(0) = 0``."""
+    norm = np.sqrt(np.sum(v * v, axis=-1, keepdims=True))
+    return v / np.maximum(norm, TINY)
+
+
+def sq_dists(rows: F64, points: F64) -> F64:
+    """Exact squared distances ``||rows[n] - points[j]||^2``, shape ``(N, P)``."""
+    diff = rows[:, None, :] - points[None, :, :]
+    return np.sum(diff * diff, axis=-1)
+
+
+def argmin_first(dists: F64) -> I64:
+    """Row-wise argmin of ``(N, P)`` distances, the first index on ties (as ``np.argmin``)."""
+    return np.argmin(dists, axis=1).astype(np.int64)
+
+
+def dithered_points(codebook: F64, lam: F64) -> F64:
+    """``p_j = (1 - lam_j) c_j + lam_j c_{j+1}`` for ``j = 0 .. K-2``, shape ``(K-1, D)``."""
+    return (1.0 - lam)[:, None] * codebook[:-1] + lam[:, None] * codebook[1:]
+
+
+def project_on_segments(rows: F64, codebook: F64) -> tuple[I64, F64, F64]:
+    """Exact nearest point of the polyline ``c_0, c_1, ..., c_{K-1}`` for every row.
+
+    For segment ``j`` with ``a = c_j`` and ``e = c_{j+1} - c_j``:
+    ``t_j = clip(((z - a) . e) / ||e||^2, 0, 1)`` (``t_j = 0`` when ``e = 0``); the point is
+    ``a + t_j e``; the segment of smallest distance wins, the first on ties.
+
+    Returns
+    -------
+    indices : (N,) int64
+        Chosen segment per row.
+    t : (N,) float64
+        Position on the chosen segment.
+    points : (N, D) float64
+        The projections.
+    """
+    n, d = rows.shape
+    nseg = codebook.shape[0] - 1
+    ts = np.zeros((n, nseg))
+    pts = np.zeros((n, nseg, d))
+    for j in range(nseg):
+        a, e = codebook[j], codebook[j + 1] - codebook[j]
+        ee = float(e @ e)
+        t = np.clip((rows - a) @ e / ee, 0.0, 1.0) if ee > 0 else np.zeros(n)
+        ts[:, j] = t
+        # at t = 1 the point is the next vertex itself, so a vertex shared by two segments is
+        # an exact tie and the first segment wins
+        pts[:, j] = np.where(t[:, None] >= 1.0, codebook[j + 1], a + t[:, None] * e)
+    diff = rows[:, None, :] - pts
+    idx = argmin_first(np.sum(diff * diff, axis=-1))
+    rows_n = np.arange(n)
+    return idx, ts[rows_n, idx], pts[rows_n, idx]
+
+
+def scatter_rows(num: int, index: I64, values: F64) -> F64:
+    """``out[j] = sum of values[n] over rows n with index[n] == j``, shape ``(num, D)``."""
+    out = np.zeros((num, values.shape[-1]))
+    np.add.at(out, index, values)
+    return out
