@@ -10,6 +10,7 @@ from diveq.core._common import (
     UNIT_EPS,
     Array,
     StopGradient,
+    cast,
     identity,
     namespace,
     rows,
@@ -27,14 +28,14 @@ def _select(z: Array, codebook: Array, sg: StopGradient, chunk_size: int | None)
     check_codebook(z, codebook)
     xp = namespace(z, codebook)
     dt = work_dtype(xp, z, codebook)
-    zr, cb = xp.astype(rows(xp, z), dt), xp.astype(codebook, dt)
+    zr, cb = cast(xp, rows(xp, z), dt), cast(xp, codebook, dt)
     k = nearest_rows(xp, sg(zr), sg(cb), chunk_size)
     return xp, zr, xp.take(cb, k, axis=0), k
 
 
 def _out(xp: Any, z: Array, values: Array, k: Array) -> Quantized:
     lead = z.shape[:-1]
-    return Quantized(unrows(xp, xp.astype(values, z.dtype), lead), unrows(xp, k, lead))
+    return Quantized(unrows(xp, cast(xp, values, z.dtype), lead), unrows(xp, k, lead))
 
 
 def ste(
@@ -68,7 +69,7 @@ def nsvq(
         )
     check_draw("noise", noise, tuple(z.shape))
     xp, zr, ck, k = _select(z, codebook, stop_gradient, chunk_size)
-    xi = xp.astype(rows(xp, noise), zr.dtype)
+    xi = cast(xp, rows(xp, noise), zr.dtype)
     return _out(xp, z, zr + safe_norm(xp, ck - zr) * stop_gradient(unit(xp, xi)), k)
 
 
@@ -107,7 +108,7 @@ def commitment_loss(
     check_codebook(z, codebook)
     xp = namespace(z, codebook)
     dt = work_dtype(xp, z, codebook)
-    zr, cb = xp.astype(rows(xp, z), dt), xp.astype(codebook, dt)
+    zr, cb = cast(xp, rows(xp, z), dt), cast(xp, codebook, dt)
     ck = xp.take(cb, xp.reshape(indices, (-1,)), axis=0)
     sg = stop_gradient
     n = max(zr.shape[0] * zr.shape[1], 1)

@@ -24,6 +24,11 @@ def identity(x: Array) -> Array:
     return x
 
 
+def cast(xp: Any, x: Array, dtype: Any) -> Array:
+    """``astype`` without a copy when ``x`` already has ``dtype``."""
+    return xp.astype(x, dtype, copy=False)
+
+
 def work_dtype(xp: Any, *arrays: Array) -> Any:
     """Floating dtype used for distances and estimator arithmetic: at least float32."""
     return xp.result_type(*(a.dtype for a in arrays), xp.float32)

@@ -15,6 +15,7 @@ from diveq._types import Quantized, SFQuantized
 from diveq.core._common import (
     Array,
     StopGradient,
+    cast,
     identity,
     namespace,
     need_dither,
@@ -111,25 +112,25 @@ def _train(
     noise = need_draw("noise", noise, noise_std, tuple(z.shape))
     xp = namespace(z, codebooks, lam, noise)
     dt = work_dtype(xp, z, codebooks)
-    zr, cbs = xp.astype(rows(xp, z), dt), xp.astype(codebooks, dt)
+    zr, cbs = cast(xp, rows(xp, z), dt), cast(xp, codebooks, dt)
     sg = stop_gradient
     if lam is not None:
-        select = _dithered(xp, xp.astype(lam, dt), sg, chunk_size)
+        select = _dithered(xp, cast(xp, lam, dt), sg, chunk_size)
     else:
         select = _hard(xp, sg, chunk_size)
     idx, weights, q = _run(xp, zr, cbs, product, select, sg)
-    xi = None if noise is None else xp.astype(rows(xp, noise), dt)
+    xi = None if noise is None else cast(xp, rows(xp, noise), dt)
     values = zr + reparam_offset(xp, zr, q, noise_std, xi, sg)
     return _result(xp, z, values, idx, weights if space_filling else None)
 
 
 def _result(xp: Any, z: Array, values: Array, idx: Array, weights: list[Array] | None) -> Any:
     lead = z.shape[:-1]
-    values = unrows(xp, xp.astype(values, z.dtype), lead)
+    values = unrows(xp, cast(xp, values, z.dtype), lead)
     idx = unrows(xp, idx, lead)
     if weights is None:
         return Quantized(values, idx)
-    w = xp.astype(xp.stack(weights, axis=-1), z.dtype)
+    w = cast(xp, xp.stack(weights, axis=-1), z.dtype)
     return SFQuantized(values, idx, unrows(xp, w, lead))
 
 
@@ -145,7 +146,7 @@ def _infer(
     check_codebooks(z, codebooks, product=product, min_codes=2 if space_filling else 1)
     xp = namespace(z, codebooks)
     dt = work_dtype(xp, z, codebooks)
-    zr, cbs = xp.astype(rows(xp, z), dt), xp.astype(codebooks, dt)
+    zr, cbs = cast(xp, rows(xp, z), dt), cast(xp, codebooks, dt)
     sg = stop_gradient
     select = _exact(xp, sg, chunk_size) if space_filling else _hard(xp, sg, chunk_size)
     idx, weights, q = _run(xp, zr, cbs, product, select, sg)

@@ -9,6 +9,7 @@ from diveq._types import Quantized, SFQuantized
 from diveq.core._common import (
     Array,
     StopGradient,
+    cast,
     identity,
     namespace,
     need_dither,
@@ -64,13 +65,13 @@ def diveq(
     noise = need_draw("noise", noise, noise_std, tuple(z.shape))
     xp = namespace(z, codebook, noise)
     dt = work_dtype(xp, z, codebook)
-    zr, cb = xp.astype(rows(xp, z), dt), xp.astype(codebook, dt)
-    xi = None if noise is None else xp.astype(rows(xp, noise), dt)
+    zr, cb = cast(xp, rows(xp, z), dt), cast(xp, codebook, dt)
+    xi = None if noise is None else cast(xp, rows(xp, noise), dt)
     sg = stop_gradient
     k = nearest_rows(xp, sg(zr), sg(cb), chunk_size)
     values = zr + reparam_offset(xp, zr, xp.take(cb, k, axis=0), noise_std, xi, sg)
     lead = z.shape[:-1]
-    return Quantized(unrows(xp, xp.astype(values, z.dtype), lead), unrows(xp, k, lead))
+    return Quantized(unrows(xp, cast(xp, values, z.dtype), lead), unrows(xp, k, lead))
 
 
 def sf_diveq(
@@ -91,18 +92,18 @@ def sf_diveq(
     noise = need_draw("noise", noise, noise_std, (2, *z.shape))
     xp = namespace(z, codebook, lam, noise)
     dt = work_dtype(xp, z, codebook)
-    zr, cb, lam = xp.astype(rows(xp, z), dt), xp.astype(codebook, dt), xp.astype(lam, dt)
+    zr, cb, lam = cast(xp, rows(xp, z), dt), cast(xp, codebook, dt), cast(xp, lam, dt)
     sg = stop_gradient
     i = nearest_rows(xp, sg(zr), dithered_points(xp, sg(cb), lam), chunk_size)
     l = xp.take(lam, i, axis=0)[:, None]  # noqa: E741 (the paper's name)
-    xi = [None, None] if noise is None else [xp.astype(rows(xp, noise[j, ...]), dt) for j in (0, 1)]
+    xi = [None, None] if noise is None else [cast(xp, rows(xp, noise[j, ...]), dt) for j in (0, 1)]
     # Each vertex of the chosen segment gets its own error vector, weighted by the dither.
     step1 = reparam_offset(xp, zr, xp.take(cb, i, axis=0), noise_std, xi[0], sg)
     step2 = reparam_offset(xp, zr, xp.take(cb, i + 1, axis=0), noise_std, xi[1], sg)
     values = zr + (1.0 - l) * step1 + l * step2
     lead = z.shape[:-1]
     return SFQuantized(
-        unrows(xp, xp.astype(values, z.dtype), lead),
+        unrows(xp, cast(xp, values, z.dtype), lead),
         unrows(xp, i, lead),
-        unrows(xp, xp.astype(l[:, 0], z.dtype), lead),
+        unrows(xp, cast(xp, l[:, 0], z.dtype), lead),
     )

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from array_api_compat import device
+
 from diveq._checks import check_codebook
 from diveq._types import Quantized, SFQuantized
 from diveq.core._common import (
     Array,
+    cast,
     default_chunk,
     map_row_chunks,
     namespace,
@@ -26,11 +29,14 @@ def nearest_rows(xp: Any, z: Array, points: Array, chunk_size: int | None = None
     most ``chunk_size * P`` distances exist at once.
     """
     dt = work_dtype(xp, z, points)
-    z, points = xp.astype(z, dt), xp.astype(points, dt)
-    sq = xp.sum(points * points, axis=-1)
+    z, points = cast(xp, z, dt), cast(xp, points, dt)
+    # One matmul gives the scores: [z, 1] @ [-2 p, ||p||^2]^T, no extra pass over N x P.
+    sq = xp.sum(points * points, axis=-1, keepdims=True)
+    table = xp.permute_dims(xp.concat([-2.0 * points, sq], axis=-1), (1, 0))
 
     def block(zb: Array) -> tuple[Array]:
-        scores = sq - 2.0 * (zb @ xp.permute_dims(points, (1, 0)))
+        ones = xp.ones((zb.shape[0], 1), dtype=dt, device=device(zb))
+        scores = xp.concat([zb, ones], axis=-1) @ table
         return (xp.argmin(scores, axis=-1),)
 
     return map_row_chunks(xp, block, z, default_chunk(points.shape[0], chunk_size))[0]
@@ -45,7 +51,7 @@ def project_rows(
     term comes from the same ``z C^T`` product as the nearest-codeword search.
     """
     dt = work_dtype(xp, z, codebook)
-    z, c = xp.astype(z, dt), xp.astype(codebook, dt)
+    z, c = cast(xp, z, dt), cast(xp, codebook, dt)
     e = c[1:, ...] - c[:-1, ...]
     ee = xp.sum(e * e, axis=-1)
     ae = xp.sum(c[:-1, ...] * e, axis=-1)
@@ -89,7 +95,7 @@ def quantize(z: Array, codebook: Array, *, chunk_size: int | None = None) -> Qua
     check_codebook(z, codebook)
     xp = namespace(z, codebook)
     k = nearest_rows(xp, rows(xp, z), codebook, chunk_size)
-    values = xp.astype(xp.take(codebook, k, axis=0), z.dtype)
+    values = cast(xp, xp.take(codebook, k, axis=0), z.dtype)
     return Quantized(unrows(xp, values, z.shape[:-1]), unrows(xp, k, z.shape[:-1]))
 
 
@@ -100,8 +106,8 @@ def sf_quantize(z: Array, codebook: Array, *, chunk_size: int | None = None) -> 
     zr = rows(xp, z)
     i, t = project_rows(xp, zr, codebook, chunk_size)
     dt = work_dtype(xp, zr, codebook)
-    values = xp.astype(segment_point(xp, xp.astype(codebook, dt), i, t), z.dtype)
+    values = cast(xp, segment_point(xp, cast(xp, codebook, dt), i, t), z.dtype)
     lead = z.shape[:-1]
     return SFQuantized(
-        unrows(xp, values, lead), unrows(xp, i, lead), unrows(xp, xp.astype(t, z.dtype), lead)
+        unrows(xp, values, lead), unrows(xp, i, lead), unrows(xp, cast(xp, t, z.dtype), lead)
     )

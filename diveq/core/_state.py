@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from diveq.core._common import Array, default_chunk, namespace
+from diveq.core._common import Array, cast, default_chunk, namespace
 
 __all__ = [
     "code_usage",
@@ -27,7 +27,7 @@ def code_usage(indices: Array, num_codes: int, *, chunk_size: int | None = None)
     n = flat.shape[0]
     for start in range(0, n, step):
         hit = flat[start : min(start + step, n), None] == codes[None, :]
-        counts = counts + xp.sum(xp.astype(hit, counts.dtype), axis=0)
+        counts = counts + xp.sum(cast(xp, hit, counts.dtype), axis=0)
     return counts
 
 
@@ -46,7 +46,7 @@ def perplexity(indices: Array, num_codes: int) -> Array:
     xp = namespace(indices)
     counts = code_usage(indices, num_codes)
     dt = _default_float(xp)
-    c = xp.astype(counts, dt)
+    c = cast(xp, counts, dt)
     p = c / xp.maximum(xp.sum(c), xp.asarray(1.0, dtype=dt))
     return xp.exp(-xp.sum(p * xp.log(p + 1e-10)))
 
@@ -57,15 +57,13 @@ def update_usage(
     """Add one train-mode call: ``hits += rows per code``, ``calls_used += (rows > 0)``."""
     xp = namespace(hits, calls_used, indices)
     counts = code_usage(indices, num_codes)
-    return hits + xp.astype(counts, hits.dtype), calls_used + xp.astype(
-        counts > 0, calls_used.dtype
-    )
+    return hits + cast(xp, counts, hits.dtype), calls_used + cast(xp, counts > 0, calls_used.dtype)
 
 
 def dead_codes(calls_used: Array, *, replacement_iters: int, discard_threshold: float) -> Array:
     """``calls_used / replacement_iters < discard_threshold`` per code."""
     xp = namespace(calls_used)
-    return xp.astype(calls_used, _default_float(xp)) / replacement_iters < discard_threshold
+    return cast(xp, calls_used, _default_float(xp)) / replacement_iters < discard_threshold
 
 
 def replace_dead_codes(
@@ -91,12 +89,12 @@ def replace_dead_codes(
         calls_used, replacement_iters=replacement_iters, discard_threshold=discard_threshold
     )
     dt = _default_float(xp)
-    weight = xp.where(dead, xp.asarray(0.0, dtype=dt), xp.astype(hits, dt))
+    weight = xp.where(dead, xp.asarray(0.0, dtype=dt), cast(xp, hits, dt))
     cdf = xp.cumulative_sum(weight)
     total = cdf[-1]
-    donor = xp.searchsorted(cdf, xp.astype(uniform, dt) * total, side="right")
+    donor = xp.searchsorted(cdf, cast(xp, uniform, dt) * total, side="right")
     donor = xp.clip(donor, 0, codebook.shape[0] - 1)
-    fresh = xp.take(codebook, donor, axis=0) + perturb_eps * xp.astype(noise, codebook.dtype)
+    fresh = xp.take(codebook, donor, axis=0) + perturb_eps * cast(xp, noise, codebook.dtype)
     replaced = dead & (total > 0)
     return xp.where(replaced[:, None], fresh, codebook), replaced
 
@@ -119,8 +117,8 @@ def warmup_codebook(rows: Array, num_codes: int, *, valid: Array | None = None) 
         h = r // num_codes
         return xp.mean(xp.reshape(rows[: h * num_codes, ...], (num_codes, h, d)), axis=1)
     # Valid rows first, in call order; then segment sums by a one-hot matmul over row tiles.
-    order = xp.argsort(xp.astype(~valid, xp.int8), stable=True)
-    count = xp.sum(xp.astype(valid, xp.int64))
+    order = xp.argsort(cast(xp, ~valid, xp.int8), stable=True)
+    count = xp.sum(cast(xp, valid, xp.int64))
     h = xp.maximum(count // num_codes, xp.asarray(1, dtype=count.dtype))
     codes = xp.arange(num_codes, dtype=count.dtype)
     sums = xp.zeros((num_codes, d), dtype=rows.dtype)
@@ -128,6 +126,6 @@ def warmup_codebook(rows: Array, num_codes: int, *, valid: Array | None = None) 
     for start in range(0, r, step):
         idx = order[start : min(start + step, r)]
         pos = xp.arange(start, start + idx.shape[0], dtype=count.dtype)
-        member = xp.astype((pos // h)[None, :] == codes[:, None], rows.dtype)
+        member = cast(xp, (pos // h)[None, :] == codes[:, None], rows.dtype)
         sums = sums + member @ xp.take(rows, idx, axis=0)
-    return sums / xp.astype(h, rows.dtype)
+    return sums / cast(xp, h, rows.dtype)
