@@ -87,7 +87,7 @@ def rotation_trick(
     zh, ch = unit(xp, z0), unit(xp, c0)
     w = unit(xp, zh + ch)
     zn = xp.sqrt(xp.sum(z0 * z0, axis=-1, keepdims=True))
-    s = xp.sqrt(xp.sum(c0 * c0, axis=-1, keepdims=True)) / xp.maximum(zn, UNIT_EPS)
+    s = xp.sqrt(xp.sum(c0 * c0, axis=-1, keepdims=True)) / xp.clip(zn, UNIT_EPS, None)
     zw = xp.sum(zr * w, axis=-1, keepdims=True)
     zz = xp.sum(zr * zh, axis=-1, keepdims=True)
     return _out(xp, z, s * (zr - 2.0 * zw * w + 2.0 * zz * ch), k)

@@ -101,7 +101,8 @@ def _plain(name: str, core_fn: Callable[..., Any], sg: StopGradient | None, doc:
     params = [
         p for p in inspect.signature(core_fn).parameters.values() if p.name != "stop_gradient"
     ]
-    extra = {} if sg is None else {"stop_gradient": sg}
+    takes_sg = "stop_gradient" in inspect.signature(core_fn).parameters
+    extra = {"stop_gradient": sg} if sg is not None and takes_sg else {}
 
     def fn(*args: Any, **kwargs: Any) -> Any:
         return core_fn(*args, **kwargs, **extra)

@@ -44,7 +44,7 @@ def safe_norm(xp: Any, v: Array) -> Array:
 def unit(xp: Any, v: Array) -> Array:
     """``v / max(||v||, 1e-12)`` row-wise (no gradient is meant to flow through it)."""
     norm = xp.sqrt(xp.sum(v * v, axis=-1, keepdims=True))
-    return v / xp.maximum(norm, UNIT_EPS)
+    return v / xp.clip(norm, UNIT_EPS, None)
 
 
 def rows(xp: Any, z: Array) -> Array:

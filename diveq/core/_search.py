@@ -70,7 +70,7 @@ def project_rows(
         # shared by two segments is an exact tie and the first segment wins (SPEC section 4).
         dist = xp.where(t >= 1.0, vertex[:, 1:], xp.where(t <= 0.0, vertex[:, :-1], inner))
         i = xp.argmin(dist, axis=-1)
-        flat = xp.arange(zb.shape[0], dtype=i.dtype) * segs + i
+        flat = xp.arange(zb.shape[0], dtype=i.dtype, device=device(zb)) * segs + i
         return i, xp.take(xp.reshape(t, (-1,)), flat, axis=0)
 
     return map_row_chunks(xp, block, z, default_chunk(c.shape[0], chunk_size))

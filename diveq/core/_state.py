@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from array_api_compat import device
+
 from diveq.core._common import Array, cast, default_chunk, namespace
 
 __all__ = [
@@ -21,9 +23,10 @@ def code_usage(indices: Array, num_codes: int, *, chunk_size: int | None = None)
     """Rows per code ``(K,)``; negative indices (``-1``: masked or skipped) are ignored."""
     xp = namespace(indices)
     flat = xp.reshape(indices, (-1,))
-    codes = xp.arange(num_codes, dtype=flat.dtype)
+    dev = device(flat)
+    codes = xp.arange(num_codes, dtype=flat.dtype, device=dev)
     step = default_chunk(num_codes, chunk_size)
-    counts = xp.zeros((num_codes,), dtype=_default_int(xp))
+    counts = xp.zeros((num_codes,), dtype=_default_int(xp), device=dev)
     n = flat.shape[0]
     for start in range(0, n, step):
         hit = flat[start : min(start + step, n), None] == codes[None, :]
@@ -47,7 +50,7 @@ def perplexity(indices: Array, num_codes: int) -> Array:
     counts = code_usage(indices, num_codes)
     dt = _default_float(xp)
     c = cast(xp, counts, dt)
-    p = c / xp.maximum(xp.sum(c), xp.asarray(1.0, dtype=dt))
+    p = c / xp.clip(xp.sum(c), 1.0, None)
     return xp.exp(-xp.sum(p * xp.log(p + 1e-10)))
 
 
@@ -89,7 +92,8 @@ def replace_dead_codes(
         calls_used, replacement_iters=replacement_iters, discard_threshold=discard_threshold
     )
     dt = _default_float(xp)
-    weight = xp.where(dead, xp.asarray(0.0, dtype=dt), cast(xp, hits, dt))
+    live = cast(xp, hits, dt)
+    weight = xp.where(dead, xp.zeros_like(live), live)
     cdf = xp.cumulative_sum(weight)
     total = cdf[-1]
     donor = xp.searchsorted(cdf, cast(xp, uniform, dt) * total, side="right")
@@ -119,13 +123,14 @@ def warmup_codebook(rows: Array, num_codes: int, *, valid: Array | None = None) 
     # Valid rows first, in call order; then segment sums by a one-hot matmul over row tiles.
     order = xp.argsort(cast(xp, ~valid, xp.int8), stable=True)
     count = xp.sum(cast(xp, valid, xp.int64))
-    h = xp.maximum(count // num_codes, xp.asarray(1, dtype=count.dtype))
-    codes = xp.arange(num_codes, dtype=count.dtype)
-    sums = xp.zeros((num_codes, d), dtype=rows.dtype)
+    h = xp.clip(count // num_codes, 1, None)
+    dev = device(rows)
+    codes = xp.arange(num_codes, dtype=count.dtype, device=dev)
+    sums = xp.zeros((num_codes, d), dtype=rows.dtype, device=dev)
     step = default_chunk(num_codes, None)
     for start in range(0, r, step):
         idx = order[start : min(start + step, r)]
-        pos = xp.arange(start, start + idx.shape[0], dtype=count.dtype)
+        pos = xp.arange(start, start + idx.shape[0], dtype=count.dtype, device=dev)
         member = cast(xp, (pos // h)[None, :] == codes[:, None], rows.dtype)
         sums = sums + member @ xp.take(rows, idx, axis=0)
     return sums / cast(xp, h, rows.dtype)

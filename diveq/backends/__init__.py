@@ -1,0 +1,1 @@
+"""Framework backends of diveq: one subpackage per framework, selected by import path."""

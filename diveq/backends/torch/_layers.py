@@ -1,0 +1,171 @@
+"""The one-codebook layers: :class:`DiVeQ` and :class:`SFDiVeQ`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from diveq.backends.torch._layer_base import Quantizer
+
+__all__ = ["DiVeQ", "SFDiVeQ"]
+
+
+class DiVeQ(Quantizer):
+    """Vector quantisation trained with DiVeQ, with dead-code replacement.
+
+    Train mode runs :func:`diveq.backends.torch.diveq` (gradients reach ``z`` and the codebook
+    without auxiliary losses), counts code usage and, every ``replacement_iters`` train-mode
+    calls, replaces codes unused in that window by perturbed copies of live codes drawn in
+    proportion to their use. Eval mode returns the nearest codewords and changes no state.
+    Semantics: :mod:`diveq.reference` (SPEC sections 2 and 7).
+
+    Parameters
+    ----------
+    num_codes : int
+        Codebook size ``K``.
+    dim : int
+        Feature size ``D``.
+    noise_std : float, default 1e-3
+        Standard deviation of the directional noise (0: deterministic DiVeQ).
+    replacement_iters : int or None, default 100
+        Length of the replacement window in train-mode calls; ``None`` turns replacement off.
+    discard_threshold : float, default 0.01
+        A code is dead when ``calls_used / replacement_iters < discard_threshold``.
+    perturb_eps : float, default 1e-9
+        Scale of the Gaussian perturbation added to a copied donor.
+    feature_axis : int, default -1
+        Axis of ``z`` holding the features, e.g. ``1`` for ``(B, C, H, W)``.
+    chunk_size : int, optional
+        Rows per tile of the nearest-codeword search (bounds its memory).
+    device, dtype : optional
+        Of the codebook parameter.
+
+    Attributes
+    ----------
+    codebook : torch.nn.Parameter
+        ``(K, D)``, initialised from ``U(-1/K, 1/K)``.
+    hits, calls_used : torch.Tensor
+        int64 buffers ``(K,)``: rows per code and calls using each code, this window.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import diveq.backends.torch as dq
+    >>> vq = dq.DiVeQ(num_codes=16, dim=4)
+    >>> out = vq(torch.randn(8, 4))
+    >>> out.values.shape, out.indices.shape
+    (torch.Size([8, 4]), torch.Size([8]))
+    """
+
+    codebook: torch.nn.Parameter
+
+    def __init__(
+        self,
+        num_codes: int,
+        dim: int,
+        *,
+        noise_std: float = 1e-3,
+        replacement_iters: int | None = 100,
+        discard_threshold: float = 0.01,
+        perturb_eps: float = 1e-9,
+        feature_axis: int = -1,
+        chunk_size: int | None = None,
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(
+            1,
+            num_codes,
+            dim,
+            space_filling=False,
+            noise_std=noise_std,
+            replacement_iters=replacement_iters,
+            discard_threshold=discard_threshold,
+            perturb_eps=perturb_eps,
+            skip_iters=0,
+            avg_iters=0,
+            feature_axis=feature_axis,
+            chunk_size=chunk_size,
+            device=device,
+            dtype=dtype,
+        )
+
+
+class SFDiVeQ(Quantizer):
+    """Space-filling vector quantisation (SF-DiVeQ) with the warm-up initialisation.
+
+    Train-mode calls ``1 .. skip_iters - 1`` pass ``z`` through (index ``-1``) while the rows of
+    the last ``avg_iters`` of them are kept; at call ``skip_iters - 1`` codeword ``j`` becomes
+    the mean of the ``j``-th chunk of those rows and the rows are freed. From call
+    ``skip_iters`` on, train mode runs :func:`diveq.backends.torch.sf_diveq`. Eval mode returns
+    the exact nearest point of the codeword polyline and changes no state. Semantics:
+    :mod:`diveq.reference` (SPEC sections 3 and 7).
+
+    Parameters
+    ----------
+    num_codes : int
+        Number of codewords ``K >= 2`` (the polyline has ``K - 1`` segments).
+    dim : int
+        Feature size ``D``.
+    noise_std : float, default 1e-3
+        Standard deviation of the directional noise.
+    skip_iters : int, default 1000
+        Train-mode calls before quantisation starts (0 or 1: from the first call).
+    avg_iters : int, default 50
+        Warm-up calls whose rows initialise the codebook.
+    feature_axis : int, default -1
+        Axis of ``z`` holding the features.
+    chunk_size : int, optional
+        Rows per search tile.
+    device, dtype : optional
+        Of the codebook parameter.
+
+    Attributes
+    ----------
+    codebook : torch.nn.Parameter
+        ``(K, D)``: the polyline's vertices in order.
+    hits, calls_used : torch.Tensor
+        int64 buffers ``(K,)`` counting segment use.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import diveq.backends.torch as dq
+    >>> vq = dq.SFDiVeQ(num_codes=8, dim=2, skip_iters=0)
+    >>> out = vq(torch.randn(5, 2))
+    >>> out.weights.shape
+    torch.Size([5])
+    """
+
+    codebook: torch.nn.Parameter
+
+    def __init__(
+        self,
+        num_codes: int,
+        dim: int,
+        *,
+        noise_std: float = 1e-3,
+        skip_iters: int = 1000,
+        avg_iters: int = 50,
+        feature_axis: int = -1,
+        chunk_size: int | None = None,
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(
+            1,
+            num_codes,
+            dim,
+            space_filling=True,
+            noise_std=noise_std,
+            replacement_iters=None,
+            discard_threshold=0.0,
+            perturb_eps=0.0,
+            skip_iters=skip_iters,
+            avg_iters=avg_iters,
+            feature_axis=feature_axis,
+            chunk_size=chunk_size,
+            device=device,
+            dtype=dtype,
+        )

@@ -1,0 +1,136 @@
+"""Layers with ``M`` codebooks: :class:`ProductDiVeQ` and :class:`ResidualDiVeQ`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from diveq.backends.torch._layer_base import Quantizer
+
+__all__ = ["ProductDiVeQ", "ResidualDiVeQ"]
+
+_DOC = """{what}
+
+    Train mode runs :func:`diveq.backends.torch.{fn}` (or ``{sf_fn}`` with
+    ``space_filling=True``); eval mode the hard inference ``{infer}`` and changes no state.
+    DiVeQ codebooks get dead-code replacement per codebook, as :class:`DiVeQ`. With
+    ``space_filling=True`` the first ``skip_iters - 1`` train-mode calls run composite DiVeQ
+    (with replacement); at call ``skip_iters - 1`` each codebook is initialised from its own
+    {latents} of the last ``avg_iters`` calls, as :class:`SFDiVeQ` does, and SF training starts.
+    Semantics: :mod:`diveq.reference` (SPEC sections 5 and 7).
+
+    Parameters
+    ----------
+    num_codebooks : int
+        Number of codebooks ``M``.
+    num_codes : int
+        Codewords per codebook ``K`` (``>= 2`` with ``space_filling``).
+    dim : int
+        Feature size ``D``{dim_note}.
+    space_filling : bool, default False
+        Use SF-DiVeQ polylines instead of codewords.
+    noise_std : float, default 1e-3
+        Standard deviation of the directional noise.
+    replacement_iters : int or None, default 100
+        Replacement window in train-mode calls (``None``: off); SF layers replace during the
+        warm-up only.
+    discard_threshold, perturb_eps : float
+        As in :class:`DiVeQ`.
+    skip_iters, avg_iters : int, default 1000 and 50
+        The SF warm-up schedule (``space_filling=True`` only).
+    feature_axis : int, default -1
+        Axis of ``z`` holding the features.
+    chunk_size : int, optional
+        Rows per search tile.
+    device, dtype : optional
+        Of the codebooks parameter.
+
+    Attributes
+    ----------
+    codebooks : torch.nn.Parameter
+        ``{shape}``, initialised from ``U(-1/K, 1/K)``.
+    hits, calls_used : torch.Tensor
+        int64 buffers ``(M, K)``.
+    """
+
+
+class _Composite(Quantizer):
+    codebooks: torch.nn.Parameter
+
+    def __init__(
+        self,
+        num_codebooks: int,
+        num_codes: int,
+        dim: int,
+        *,
+        space_filling: bool = False,
+        noise_std: float = 1e-3,
+        replacement_iters: int | None = 100,
+        discard_threshold: float = 0.01,
+        perturb_eps: float = 1e-9,
+        skip_iters: int = 1000,
+        avg_iters: int = 50,
+        feature_axis: int = -1,
+        chunk_size: int | None = None,
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(
+            num_codebooks,
+            num_codes,
+            dim,
+            space_filling=space_filling,
+            noise_std=noise_std,
+            replacement_iters=replacement_iters,
+            discard_threshold=discard_threshold,
+            perturb_eps=perturb_eps,
+            skip_iters=skip_iters,
+            avg_iters=avg_iters,
+            feature_axis=feature_axis,
+            chunk_size=chunk_size,
+            device=device,
+            dtype=dtype,
+        )
+
+
+class ProductDiVeQ(_Composite):
+    __doc__ = _DOC.format(
+        what="Product quantisation: block ``m`` of the features is quantised by codebook ``m``.",
+        fn="product_diveq",
+        sf_fn="product_sf_diveq",
+        infer="product_quantize / product_sf_quantize",
+        latents="block of the latents",
+        dim_note=", a multiple of ``M``",
+        shape="(M, K, D / M)",
+    )
+    layout = "product"
+
+
+class ResidualDiVeQ(_Composite):
+    __doc__ = _DOC.format(
+        what="Residual quantisation: codebook ``m`` quantises what stages ``0 .. m-1`` left.",
+        fn="residual_diveq",
+        sf_fn="residual_sf_diveq",
+        infer="residual_quantize / residual_sf_quantize",
+        latents="stage residuals",
+        dim_note="",
+        shape="(M, K, D)",
+    )
+    layout = "residual"
+
+    def _latents(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Stage residuals ``x_m = z - sum_{j<m} C_j[k_j]`` of this call, ``(N, M, D)``."""
+        books = self._books().detach().to(x.dtype)
+        stages, rest = [], x
+        for m in range(self.num_codebooks):
+            stages.append(rest)
+            rest = rest - books[m][idx[:, m].clamp(min=0)]
+        return torch.stack(stages, dim=1)
+
+    def _combine(self, parts: torch.Tensor) -> torch.Tensor:
+        """Sum of the stages, in stage order (as the quantiser adds them)."""
+        total = parts[..., 0, :]
+        for m in range(1, self.num_codebooks):
+            total = total + parts[..., m, :]
+        return total
