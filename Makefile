@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
+BENCH_STAMP := $(VENV)/.bench-stamp
+
 .PHONY: demo test lint docs bench clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
@@ -25,6 +27,20 @@ test: lint
 
 docs: $(STAMP)
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+# The peers: vector-quantize-pytorch, and the official diveq 0.1.3 unpacked beside the
+# benchmarks (its import name is ours too, so it is loaded by path as `diveq_official`).
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check \
+		-c requirements/constraints.txt vector-quantize-pytorch
+	rm -rf benchmarks/_vendor && mkdir -p benchmarks/_vendor
+	$(PY) -m pip download --quiet --disable-pip-version-check --no-deps \
+		-d benchmarks/_vendor diveq==0.1.3
+	$(PY) -m zipfile -e benchmarks/_vendor/diveq-0.1.3-py3-none-any.whl benchmarks/_vendor/official
+	touch $@
+
+bench: $(BENCH_STAMP)
+	$(PY) benchmarks/run.py --sweep
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache *.egg-info
