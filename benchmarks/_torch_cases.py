@@ -16,16 +16,19 @@ from benchmarks._peers import load_official, load_vqtorch
 Case = Callable[[], object]
 
 
-def data(n: int, d: int, k: int, m: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
+def data(
+    n: int, d: int, k: int, m: int = 4, seed: int = 0, device: str = "cpu"
+) -> dict[str, torch.Tensor]:
     """Latents, a codebook (K, D), composite codebooks (M, K, D/M) and (M, K, D), a gradient."""
     g = torch.Generator().manual_seed(seed)
-    return {
+    out = {
         "z": torch.randn(n, d, generator=g),
         "codebook": torch.randn(k, d, generator=g) * 0.5,
         "product": torch.randn(m, k, d // m, generator=g) * 0.5,
         "residual": torch.randn(m, k, d, generator=g) * 0.5 ** torch.arange(m)[:, None, None],
         "grad": torch.randn(n, d, generator=g),
     }
+    return {name: v.to(device) for name, v in out.items()}
 
 
 def floor(t: dict[str, torch.Tensor]) -> Case:
@@ -44,7 +47,7 @@ def ours(name: str, t: dict[str, torch.Tensor], books: str = "codebook") -> Case
     fn = getattr(dq, name)
     z = t["z"].clone().requires_grad_(True)
     c = t[books].clone().requires_grad_(True)
-    gen = torch.Generator().manual_seed(1)
+    gen = torch.Generator(device=z.device).manual_seed(1)
 
     def run() -> object:
         z.grad = c.grad = None
@@ -66,6 +69,7 @@ def official(t: dict[str, torch.Tensor], space_filling: bool = False) -> Case | 
         layer = mod.SFDIVEQ(k, d, skip_iters=2, avg_iters=1, allow_warning=False)
     else:
         layer = mod.DIVEQ(k, d, allow_warning=False, verbose=False)
+    layer = layer.to(t["z"].device)
     with torch.no_grad():
         layer.codebook.copy_(t["codebook"])
     z = t["z"].clone().requires_grad_(True)
@@ -91,7 +95,7 @@ def vqtorch(t: dict[str, torch.Tensor], flavour: str) -> Case | None:
         options = {"directional_reparam": True, "threshold_ema_dead_code": 2}
     else:
         options = {"rotation_trick": True}
-    layer = vq.VectorQuantize(dim=d, codebook_size=k, **options)
+    layer = vq.VectorQuantize(dim=d, codebook_size=k, **options).to(t["z"].device)
     z = t["z"][None].clone().requires_grad_(True)
 
     def run() -> object:

@@ -36,14 +36,17 @@ def torch_cases(t: dict[str, torch.Tensor]) -> dict[str, object]:
     return {name: fn for name, fn in cases.items() if fn is not None}
 
 
-def measure(n: int, d: int, k: int, rounds: int, with_jax: bool) -> dict[str, float]:
-    t = tc.data(n, d, k)
+def measure(
+    n: int, d: int, k: int, rounds: int, with_jax: bool, device: str = "cpu"
+) -> dict[str, float]:
+    t = tc.data(n, d, k, device=device)
     cases = torch_cases(t)
     if with_jax:
         from benchmarks._jax_cases import cases as jax_cases
 
-        cases.update(jax_cases({name: v.numpy() for name, v in t.items()}))
-    return interleaved(cases, rounds=rounds)  # type: ignore[arg-type]
+        cases.update(jax_cases({name: v.cpu().numpy() for name, v in t.items()}))
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    return interleaved(cases, rounds=rounds, sync=sync)  # type: ignore[arg-type]
 
 
 def report(times: dict[str, float]) -> None:
@@ -65,6 +68,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-jax", action="store_true")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     parser.add_argument("--sweep", action="store_true", help="also time against K and N")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for the test suite")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -75,10 +79,10 @@ def main() -> None:
         args.n, args.d, args.k, args.rounds = 256, 8, 32, 2
     with_jax = not args.no_jax
     print(
-        f"N={args.n} D={args.d} K={args.k} float32, {args.threads} threads, "
+        f"N={args.n} D={args.d} K={args.k} float32, {args.device}, {args.threads} threads, "
         f"{args.rounds} interleaved rounds, torch {torch.__version__}"
     )
-    times = measure(args.n, args.d, args.k, args.rounds, with_jax)
+    times = measure(args.n, args.d, args.k, args.rounds, with_jax, args.device)
     report(times)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = [
