@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 
+# XLA's CPU backend optimisation costs compile time the many small test shapes never repay.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+
 import pytest
 from hypothesis import HealthCheck, settings
 

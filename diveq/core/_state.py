@@ -122,7 +122,7 @@ def warmup_codebook(rows: Array, num_codes: int, *, valid: Array | None = None) 
         return xp.mean(xp.reshape(rows[: h * num_codes, ...], (num_codes, h, d)), axis=1)
     # Valid rows first, in call order; then segment sums by a one-hot matmul over row tiles.
     order = xp.argsort(cast(xp, ~valid, xp.int8), stable=True)
-    count = xp.sum(cast(xp, valid, xp.int64))
+    count = xp.sum(cast(xp, valid, _default_int(xp)))
     h = xp.clip(count // num_codes, 1, None)
     dev = device(rows)
     codes = xp.arange(num_codes, dtype=count.dtype, device=dev)

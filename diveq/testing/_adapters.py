@@ -34,6 +34,9 @@ class Adapter:
     name = "core-numpy"
     differentiable = False
     samples = False
+    #: Whether every new input shape costs a compilation (JAX): properties then draw shapes
+    #: from a small fixed set so that compiled functions are reused across examples.
+    compiles = False
 
     def __init__(self, module: ModuleType):
         self.module = module
@@ -143,6 +146,7 @@ class JaxAdapter(Adapter):
 
     differentiable = True
     samples = True
+    compiles = True
 
     def __init__(self, module: ModuleType, jit: bool = False):
         super().__init__(module)
@@ -151,6 +155,14 @@ class JaxAdapter(Adapter):
         self.jax = jax
         self.jit = jit
         self.name = "jax-jit" if jit else "jax"
+        self._compiled: dict[Any, Any] = {}
+
+    def _cached(self, kind: str, fn: Any, static: dict[str, Any], build: Any) -> Any:
+        """One compiled function per (kind, fn, static options), reused across examples."""
+        key = (kind, fn, tuple(sorted(static.items())))
+        if key not in self._compiled:
+            self._compiled[key] = build()
+        return self._compiled[key]
 
     def asarray(self, x: np.ndarray, dtype: str | None = None) -> Any:
         x = np.array(x, dtype=dtype) if dtype else np.array(x)
@@ -160,15 +172,23 @@ class JaxAdapter(Adapter):
         return np.asarray(x.astype("float32") if str(x.dtype) == "bfloat16" else x)
 
     def _split(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        # noise_std is traced (a 0-d array), so its values share one compilation
+        kwargs = {
+            k: self.jax.numpy.asarray(v) if k == "noise_std" and isinstance(v, float) else v
+            for k, v in kwargs.items()
+        }
         arrays = {k: v for k, v in kwargs.items() if isinstance(v, self.jax.Array)}
         static = {k: v for k, v in kwargs.items() if k not in arrays}
         return arrays, static
 
     def call(self, fn, args, kwargs):
-        if not self.jit:
-            return fn(*args, **kwargs)
         arrays, static = self._split(kwargs)
-        return self.jax.jit(lambda a, ka: fn(*a, **ka, **static))(tuple(args), arrays)
+        if not self.jit:
+            return fn(*args, **arrays, **static)
+        compiled = self._cached(
+            "call", fn, static, lambda: self.jax.jit(lambda a, ka: fn(*a, **ka, **static))
+        )
+        return compiled(tuple(args), arrays)
 
     def vjp(self, fn, args, kwargs, cotangent):
         arrays, static = self._split(kwargs)
@@ -178,7 +198,7 @@ class JaxAdapter(Adapter):
             return pullback(g)
 
         if self.jit:
-            grads = self.jax.jit(grads)
+            grads = self._cached("vjp", fn, static, lambda: self.jax.jit(grads))
         return tuple(self.to_numpy(g) for g in grads(tuple(args), arrays, cotangent))
 
     def rng_kwargs(self, seed: int) -> dict[str, Any]:

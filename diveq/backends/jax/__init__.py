@@ -1,0 +1,80 @@
+"""JAX backend of diveq: the functional API and pure functional layers.
+
+Usage::
+
+    import diveq.backends.jax as dq
+
+    out = dq.diveq(z, codebook, noise_std=1e-3, key=key)   # functional, grad/jit/vmap-ready
+    vq = dq.DiVeQ(num_codes=512, dim=64)                    # layer config (frozen)
+    state = vq.init(key)                                    # pytree: codebook + counters
+    (values, indices, perplexity), state = vq.apply(state, z, key=key)
+
+The functions are :mod:`diveq.core` bound to JAX; their semantics are those of
+:mod:`diveq.reference`. Randomness comes from the keyword ``key`` (:func:`jax.random.key`).
+"""
+
+from __future__ import annotations
+
+from diveq._types import Quantized, SFQuantized
+from diveq.backends.jax._functions import FUNCTIONS as _api
+from diveq.backends.jax._layers import DiVeQ, ProductDiVeQ, ResidualDiVeQ, SFDiVeQ
+from diveq.backends.jax._state import (
+    CompositeState,
+    LayerOutput,
+    State,
+    merge_params,
+    split_params,
+)
+
+nearest = _api["nearest"]
+quantize = _api["quantize"]
+sf_quantize = _api["sf_quantize"]
+diveq = _api["diveq"]
+sf_diveq = _api["sf_diveq"]
+product_diveq = _api["product_diveq"]
+residual_diveq = _api["residual_diveq"]
+product_sf_diveq = _api["product_sf_diveq"]
+residual_sf_diveq = _api["residual_sf_diveq"]
+product_quantize = _api["product_quantize"]
+residual_quantize = _api["residual_quantize"]
+product_sf_quantize = _api["product_sf_quantize"]
+residual_sf_quantize = _api["residual_sf_quantize"]
+ste = _api["ste"]
+nsvq = _api["nsvq"]
+rotation_trick = _api["rotation_trick"]
+commitment_loss = _api["commitment_loss"]
+code_usage = _api["code_usage"]
+perplexity = _api["perplexity"]
+
+__all__ = [
+    "CompositeState",
+    "DiVeQ",
+    "LayerOutput",
+    "ProductDiVeQ",
+    "Quantized",
+    "ResidualDiVeQ",
+    "SFDiVeQ",
+    "SFQuantized",
+    "State",
+    "code_usage",
+    "commitment_loss",
+    "diveq",
+    "merge_params",
+    "nearest",
+    "nsvq",
+    "perplexity",
+    "product_diveq",
+    "product_quantize",
+    "product_sf_diveq",
+    "product_sf_quantize",
+    "quantize",
+    "residual_diveq",
+    "residual_quantize",
+    "residual_sf_diveq",
+    "residual_sf_quantize",
+    "rotation_trick",
+    "sf_diveq",
+    "sf_quantize",
+    "split_params",
+    "ste",
+]

@@ -1,0 +1,126 @@
+"""The functional API of the JAX backend: :mod:`diveq.core` bound to JAX.
+
+Missing draws are sampled from the caller's ``key`` (one subkey per draw, split with
+:func:`jax.random.split`), in the dtype of ``z`` but at least float32 (the core's work dtype).
+Stop-gradient is :func:`jax.lax.stop_gradient`. Every function is traceable: it works under
+:func:`jax.jit`, :func:`jax.vmap`, :func:`jax.grad` and :func:`jax.vjp`.
+
+Each public function is itself compiled with :func:`jax.jit` (array arguments traced, the rest
+static), as :mod:`jax.numpy` functions are: an eager call then costs one compilation per shape
+instead of one per primitive, and argument errors are still raised at call time (they are
+raised while tracing).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from diveq.core import _bind
+from diveq.core._bind import bind
+
+__all__ = ["FUNCTIONS", "draw_dtype", "sample"]
+
+MODULE = "diveq.backends.jax"
+
+_DOC = """``{name}`` for JAX arrays (any device, any floating dtype).
+
+Semantics, formulas and gradients: :func:`diveq.reference.{name}` (the normative NumPy
+reference); this function computes the same thing and is traceable (``jax.jit``, ``jax.vmap``,
+``jax.grad``). float16/bfloat16 inputs are searched in float32 and the outputs keep the dtype
+of ``z``.
+
+Stochastic functions take a keyword ``key`` (a :func:`jax.random.key`). It is used only for
+the draws not given explicitly (``noise=``, ``dither=``); when such a draw is needed and
+``key`` is ``None`` a :class:`ValueError` is raised. The same key gives the same draws.
+"""
+
+
+def draw_dtype(like: jax.Array) -> Any:
+    """dtype of sampled draws: that of ``like``, at least float32 (the core's work dtype)."""
+    return jnp.promote_types(like.dtype, jnp.float32)
+
+
+def sample(
+    rng: jax.Array | None,
+    requests: list[tuple[str, tuple[int, ...]]],
+    like: jax.Array,
+) -> list[jax.Array]:
+    """One standard-normal (``"normal"``) or ``[0, 1)`` (``"uniform"``) array per request.
+
+    ``rng`` is the caller's ``key`` (a :func:`jax.random.key`), split into one subkey per
+    request.
+
+    Raises
+    ------
+    ValueError
+        If ``rng`` (the caller's ``key``) is ``None``.
+    """
+    if rng is None:
+        wanted = ", ".join(
+            f"`{'noise' if kind == 'normal' else 'dither'}` of shape {shape}"
+            for kind, shape in requests
+        )
+        raise ValueError(
+            f"`key` is required to sample {wanted}: pass key=jax.random.key(seed) "
+            "or the draws explicitly (noise=, dither=), or use noise_std=0 for the "
+            "deterministic variant"
+        )
+    dtype = draw_dtype(like)
+    keys = jax.random.split(rng, len(requests))
+    out = []
+    for sub, (kind, shape) in zip(keys, requests, strict=True):
+        draw = jax.random.normal if kind == "normal" else jax.random.uniform
+        out.append(draw(sub, shape, dtype=dtype))
+    return out
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _run(fn: Callable[..., Any], static: tuple[tuple[str, Any], ...], arrays: dict[str, Any]):
+    return fn(**dict(static), **arrays)
+
+
+def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` with its array arguments traced and the others static, under one ``jax.jit``."""
+    signature: inspect.Signature = fn.__signature__  # type: ignore[attr-defined]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs)
+        arrays = {k: v for k, v in bound.arguments.items() if isinstance(v, _ARRAYS)}
+        static = tuple((k, v) for k, v in bound.arguments.items() if k not in arrays)
+        try:
+            hash(static)
+        except TypeError:  # an unhashable option: run uncompiled
+            return fn(*args, **kwargs)
+        return _run(fn, static, arrays)
+
+    return wrapper
+
+
+_ARRAYS = (jax.Array, np.ndarray)
+
+
+def _bound() -> dict[str, Callable[..., Any]]:
+    out = bind(
+        module=MODULE,
+        rng_name="key",
+        sample=sample,
+        stop_gradient=jax.lax.stop_gradient,
+        doc=_DOC,
+    )
+    # `bind` passes `stop_gradient` to every plain function; the hard searches take none.
+    for name, core_fn in _bind._PLAIN.items():
+        if "stop_gradient" not in inspect.signature(core_fn).parameters:
+            out[name] = _bind._plain(name, core_fn, None, _DOC)
+            out[name].__module__ = MODULE
+    return {name: _compiled(fn) for name, fn in out.items()}
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = _bound()
