@@ -45,13 +45,14 @@ def layer_steps() -> None:
     }
     for name, layer in layers.items():
         layer = layer.cuda().train()
-        opt = torch.optim.Adam(layer.parameters(), lr=1e-3)
-        z = torch.randn(4096, 64, device="cuda")
+        encoder = torch.nn.Linear(64, 64).cuda()
+        opt = torch.optim.Adam([*layer.parameters(), *encoder.parameters()], lr=1e-3)
+        x = torch.randn(4096, 64, device="cuda")
         for step in range(8):
             # the SF warm-up init counts rows once on the host (documented); all else is sync-free
             mode = "error" if step != 1 else "default"
             torch.cuda.set_sync_debug_mode(mode)
-            out = layer(z)
+            out = layer(encoder(x))
             out.values.square().mean().backward()
             opt.step()
             opt.zero_grad()
@@ -90,7 +91,10 @@ def at_scale() -> None:
 
 if __name__ == "__main__":
     print(torch.__version__, torch.cuda.get_device_name(), flush=True)
-    for part in (conformance, layer_steps, at_scale):
+    import sys
+
+    parts = {"conformance": conformance, "layer_steps": layer_steps, "at_scale": at_scale}
+    for part in [parts[name] for name in (sys.argv[1:] or parts)]:
         start = time.perf_counter()
         try:
             part()
