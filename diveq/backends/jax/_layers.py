@@ -183,7 +183,7 @@ class ProductDiVeQ(_Composite):
 @dataclass(frozen=True)
 class ResidualDiVeQ(_Composite):
     __doc__ = (
-        "Residual DiVeQ layer: stage ``m`` quantises what stages ``0 .. m-1`` left.\n\n    "
+        "Residual DiVeQ layer: stage ``m`` quantises what stages ``0`` to ``m-1`` left.\n\n    "
         + _COMPOSITE
         + _NOTES
     )

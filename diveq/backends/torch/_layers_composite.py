@@ -109,7 +109,7 @@ class ProductDiVeQ(_Composite):
 
 class ResidualDiVeQ(_Composite):
     __doc__ = _DOC.format(
-        what="Residual quantisation: codebook ``m`` quantises what stages ``0 .. m-1`` left.",
+        what="Residual quantisation: codebook ``m`` quantises what stages ``0`` to ``m-1`` left.",
         fn="residual_diveq",
         sf_fn="residual_sf_diveq",
         infer="residual_quantize / residual_sf_quantize",
