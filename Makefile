@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/conformance_report.py
+	$(PY) examples/compress.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check diveq tests examples

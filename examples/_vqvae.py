@@ -1,0 +1,180 @@
+"""A small convolutional VQ-VAE and one quantizer wrapper per method, all with one interface.
+
+Every quantizer takes latents ``(B, D, H, W)`` and returns ``(values, indices, aux_loss)``:
+``aux_loss`` is the codebook + commitment loss for STE and the rotation trick and ``0`` for
+the others (NSVQ, DiVeQ and SF-DiVeQ train the codebook through the reconstruction loss alone).
+Train mode runs the estimator, eval mode the hard inference.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import diveq.backends.torch as dq
+import diveq.core
+
+__all__ = ["METHODS", "VQVAE", "make_quantizer"]
+
+METHODS = {
+    "ste": "STE",
+    "rotation": "rotation trick",
+    "nsvq": "NSVQ",
+    "diveq": "DiVeQ",
+    "sf_diveq": "SF-DiVeQ",
+}
+
+
+class Baseline(nn.Module):
+    """STE, rotation trick or NSVQ around a codebook ``(K, D)`` drawn from ``U(-1/K, 1/K)``.
+
+    Optionally with the same dead-code replacement as :class:`diveq.backends.torch.DiVeQ`
+    (as the paper's baselines have), built from :mod:`diveq.core`'s state functions.
+    """
+
+    def __init__(
+        self, method: str, num_codes: int, dim: int, *, replacement_iters: int | None = 100
+    ) -> None:
+        super().__init__()
+        self.method, self.num_codes = method, num_codes
+        bound = 1.0 / num_codes
+        self.codebook = nn.Parameter(torch.empty(num_codes, dim).uniform_(-bound, bound))
+        self.replacement_iters = replacement_iters
+        self.register_buffer("hits", torch.zeros(num_codes, dtype=torch.int64))
+        self.register_buffer("calls_used", torch.zeros(num_codes, dtype=torch.int64))
+        self.calls = 0
+
+    def forward(
+        self, z: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = torch.movedim(z, 1, -1)
+        if not self.training:
+            out = dq.quantize(x, self.codebook)
+            return torch.movedim(out.values, -1, 1), out.indices, z.new_zeros(())
+        if self.method == "nsvq":
+            out = dq.nsvq(x, self.codebook, generator=generator)
+            aux = z.new_zeros(())
+        else:
+            fn = dq.ste if self.method == "ste" else dq.rotation_trick
+            out = fn(x, self.codebook)
+            aux = dq.commitment_loss(x, self.codebook, out.indices, beta=0.25)
+        self._record(out.indices, generator)
+        return torch.movedim(out.values, -1, 1), out.indices, aux
+
+    @torch.no_grad()
+    def _record(self, indices: torch.Tensor, generator: torch.Generator | None) -> None:
+        self.calls += 1
+        k = self.num_codes
+        hits, used = diveq.core.update_usage(self.hits, self.calls_used, indices, k)
+        self.hits.copy_(hits)
+        self.calls_used.copy_(used)
+        if not diveq.core.replacement_due(self.calls, self.replacement_iters):
+            return
+        assert self.replacement_iters is not None
+        new, _ = diveq.core.replace_dead_codes(
+            self.codebook.detach(),
+            self.hits,
+            self.calls_used,
+            replacement_iters=self.replacement_iters,
+            discard_threshold=0.01,
+            perturb_eps=1e-9,
+            uniform=torch.rand(k, generator=generator),
+            noise=torch.randn(self.codebook.shape, generator=generator),
+        )
+        self.codebook.data.copy_(new)
+        self.hits.zero_()
+        self.calls_used.zero_()
+
+
+class Layer(nn.Module):
+    """:class:`diveq.backends.torch.DiVeQ` or ``SFDiVeQ`` behind the common interface.
+
+    ``vertices=True`` decodes an SF model at its codewords (nearest codeword, exactly
+    ``log2 K`` bits per latent) instead of the layer's own inference (nearest point of the
+    polyline: a segment index plus a continuous position on it).
+    """
+
+    def __init__(self, layer: dq.DiVeQ | dq.SFDiVeQ) -> None:
+        super().__init__()
+        self.layer = layer
+        self.vertices = False
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        return self.layer.codebook
+
+    def forward(
+        self, z: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.vertices and not self.training:
+            out = dq.quantize(torch.movedim(z, 1, -1), self.layer.codebook)
+            return torch.movedim(out.values, -1, 1), out.indices, z.new_zeros(())
+        out = self.layer(z, generator=generator)
+        return out.values, out.indices, z.new_zeros(())
+
+
+def make_quantizer(
+    method: str,
+    num_codes: int,
+    dim: int,
+    *,
+    replacement: bool = True,
+    skip_iters: int = 1000,
+    avg_iters: int = 50,
+    noise_std: float = 1e-3,
+) -> nn.Module:
+    """The quantizer of ``method`` (a key of :data:`METHODS`)."""
+    iters = 100 if replacement else None
+    if method == "diveq":
+        return Layer(
+            dq.DiVeQ(num_codes, dim, noise_std=noise_std, replacement_iters=iters, feature_axis=1)
+        )
+    if method == "sf_diveq":
+        return Layer(
+            dq.SFDiVeQ(
+                num_codes,
+                dim,
+                noise_std=noise_std,
+                skip_iters=skip_iters,
+                avg_iters=avg_iters,
+                feature_axis=1,
+            )
+        )
+    if method in ("ste", "rotation", "nsvq"):
+        return Baseline(method, num_codes, dim, replacement_iters=iters)
+    raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
+
+
+def _down(c_in: int, c_out: int) -> nn.Module:
+    return nn.Conv2d(c_in, c_out, 4, stride=2, padding=1)
+
+
+def _up(c_in: int, c_out: int) -> nn.Module:
+    return nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)
+
+
+class VQVAE(nn.Module):
+    """32x32x3 -> three stride-2 convolutions -> 4x4 latents of ``dim`` -> quantizer -> back.
+
+    ``hidden`` channels at 8x8 and 4x4, half as many at 16x16 (where most of the cost is).
+    """
+
+    def __init__(self, quantizer: nn.Module, dim: int, hidden: int = 64) -> None:
+        super().__init__()
+        h, o = hidden, hidden // 2
+        self.encoder = nn.Sequential(
+            _down(3, o), nn.ReLU(), _down(o, h), nn.ReLU(), _down(h, h), nn.ReLU(),
+            nn.Conv2d(h, h, 3, padding=1), nn.ReLU(), nn.Conv2d(h, dim, 1),
+        )  # fmt: skip
+        self.quantizer = quantizer
+        self.decoder = nn.Sequential(
+            nn.Conv2d(dim, h, 3, padding=1), nn.ReLU(), nn.Conv2d(h, h, 3, padding=1), nn.ReLU(),
+            _up(h, h), nn.ReLU(), _up(h, o), nn.ReLU(), _up(o, 3),
+        )  # fmt: skip
+
+    def forward(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Reconstruction, code indices ``(B, 4, 4)`` and the quantizer's auxiliary loss."""
+        values, indices, aux = self.quantizer(self.encoder(x), generator)
+        return self.decoder(values), indices, aux
