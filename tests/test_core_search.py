@@ -58,3 +58,15 @@ def test_missing_draws_are_a_clear_error():
         core.sf_diveq(z, c, noise_std=0.0)
     # noise_std = 0 needs no noise at all, and lands on the codeword
     np.testing.assert_allclose(core.diveq(z, c, noise_std=0).values, np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_every_backend_tiles_the_search_exactly(backend, chunk):
+    """Tiled searches (a Python loop, or ``lax.map`` on JAX, also under jit) change nothing."""
+    rng = np.random.default_rng(5)
+    z, c = rng.standard_normal((50, 3)), rng.standard_normal((9, 3))
+    args = [backend.asarray(z, "float64"), backend.asarray(c, "float64")]
+    got = backend.call(lambda a, b: backend.module.nearest(a, b, chunk_size=chunk), args, {})
+    np.testing.assert_array_equal(backend.to_numpy(got), ref.nearest(z, c))
+    got = backend.call(lambda a, b: backend.module.sf_quantize(a, b, chunk_size=chunk), args, {})
+    np.testing.assert_array_equal(backend.to_numpy(got.indices), ref.sf_quantize(z, c).indices)

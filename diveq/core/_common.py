@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_jax_namespace
 
 from diveq._checks import check_draw
 
@@ -69,10 +70,21 @@ def default_chunk(num_points: int, chunk_size: int | None) -> int:
 def map_row_chunks(
     xp: Any, fn: Callable[[Array], tuple[Array, ...]], z: Array, chunk: int
 ) -> tuple[Array, ...]:
-    """Apply ``fn`` to blocks of at most ``chunk`` rows of ``z`` and concatenate the outputs."""
+    """Apply ``fn`` to blocks of at most ``chunk`` rows of ``z`` and concatenate the outputs.
+
+    On JAX the blocks run under ``jax.lax.map`` (rows padded to a whole number of blocks), so a
+    jitted program holds one block however large ``N`` is, instead of an unrolled loop.
+    """
     n = z.shape[0]
     if n <= chunk:
         return fn(z)
+    if is_jax_namespace(xp):
+        pad = (-n) % chunk
+        if pad:
+            z = xp.concat([z, xp.zeros((pad, *z.shape[1:]), dtype=z.dtype)], axis=0)
+        blocks = xp.reshape(z, (-1, chunk, *z.shape[1:]))
+        outs = sys.modules["jax"].lax.map(fn, blocks)
+        return tuple(xp.reshape(o, (-1, *o.shape[2:]))[:n, ...] for o in outs)
     parts = [fn(z[start : min(start + chunk, n), ...]) for start in range(0, n, chunk)]
     return tuple(xp.concat([p[i] for p in parts], axis=0) for i in range(len(parts[0])))
 
