@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(PY) examples/compress.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check diveq tests examples
-	$(VENV)/bin/ruff format --check diveq tests examples
+	$(VENV)/bin/ruff check diveq tests examples benchmarks
+	$(VENV)/bin/ruff format --check diveq tests examples benchmarks
 	$(VENV)/bin/mypy
 
 test: lint
@@ -43,4 +43,4 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py --sweep
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache *.egg-info docs/_build docs/api/generated out benchmarks/results benchmarks/_vendor
