@@ -70,3 +70,17 @@ def test_every_backend_tiles_the_search_exactly(backend, chunk):
     np.testing.assert_array_equal(backend.to_numpy(got), ref.nearest(z, c))
     got = backend.call(lambda a, b: backend.module.sf_quantize(a, b, chunk_size=chunk), args, {})
     np.testing.assert_array_equal(backend.to_numpy(got.indices), ref.sf_quantize(z, c).indices)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e20, 1e30])
+def test_huge_and_tiny_magnitudes_pick_the_right_code(backend, scale):
+    """float32 squared norms of 1e20-sized codewords overflow; the search must not notice."""
+    rng = np.random.default_rng(11)
+    z = (rng.standard_normal((40, 3)) * scale).astype(np.float32).astype(np.float64)
+    c = (rng.standard_normal((7, 3)) * scale).astype(np.float32).astype(np.float64)
+    args = [backend.asarray(z, "float32"), backend.asarray(c, "float32")]
+    got = backend.call(lambda a, b: backend.module.nearest(a, b), args, {})
+    np.testing.assert_array_equal(backend.to_numpy(got), ref.nearest(z, c))
+    got = backend.call(lambda a, b: backend.module.sf_quantize(a, b), args, {})
+    np.testing.assert_array_equal(backend.to_numpy(got.indices), ref.sf_quantize(z, c).indices)
+    assert np.all(np.isfinite(backend.to_numpy(got.values)))

@@ -31,6 +31,21 @@ def affine(xp: Any, x: Array, weight: Array, bias: Array) -> Array:
     return x @ weight + bias
 
 
+def overflow_scale(xp: Any, points: Array) -> Array:
+    """``1 / s`` with ``s = 2^ceil(log2(max |p|))`` over the finite entries of ``points``.
+
+    Scaling every score by ``1 / s^2`` (a power of two) changes no rounding, so the search picks
+    exactly the same index; but ``||p / s||^2 <= D``, so squared norms of large codewords
+    (``|p| > 1.8e19`` in float32) no longer overflow to ``inf`` and silently pick a wrong code.
+    """
+    a = xp.abs(points)
+    if a.shape[-1] == 0:
+        return xp.ones((), dtype=a.dtype, device=device(a))
+    m = xp.max(xp.where(xp.isfinite(a), a, xp.zeros_like(a)))
+    m = xp.clip(m, xp.finfo(a.dtype).smallest_normal, None)
+    return 2.0 ** (-xp.ceil(xp.log2(m)))
+
+
 def nearest_rows(xp: Any, z: Array, points: Array, chunk_size: int | None = None) -> Array:
     """Index of the nearest point for each row of ``z`` ``(N, D)``; no gradient is traced.
 
@@ -39,8 +54,10 @@ def nearest_rows(xp: Any, z: Array, points: Array, chunk_size: int | None = None
     """
     dt = work_dtype(xp, z, points)
     z, points = cast(xp, z, dt), cast(xp, points, dt)
-    weight = xp.permute_dims(-2.0 * points, (1, 0))  # (D, P)
-    bias = xp.sum(points * points, axis=-1)
+    inv = overflow_scale(xp, points)
+    q = points * inv
+    weight = xp.permute_dims((-2.0 * inv) * q, (1, 0))  # -2 p / s^2, (D, P)
+    bias = xp.sum(q * q, axis=-1)  # ||p||^2 / s^2
 
     def block(zb: Array) -> tuple[Array]:
         return (xp.argmin(affine(xp, zb, weight, bias), axis=-1),)
@@ -58,6 +75,12 @@ def project_rows(
     """
     dt = work_dtype(xp, z, codebook)
     z, c = cast(xp, z, dt), cast(xp, codebook, dt)
+    # Everything below is scaled by 1 / s^2 (exactly, see `overflow_scale`); t is unchanged.
+    inv = overflow_scale(xp, c)
+    c_z = (
+        c * inv
+    ) * inv  # the matrix z is multiplied with: c / s^2 (never inv^2: it over/underflows)
+    c = c * inv
     e = c[1:, ...] - c[:-1, ...]
     ee = xp.sum(e * e, axis=-1)
     ae = xp.sum(c[:-1, ...] * e, axis=-1)
@@ -67,7 +90,7 @@ def project_rows(
     segs = ee.shape[0]
 
     def block(zb: Array) -> tuple[Array, Array]:
-        g = zb @ xp.permute_dims(c, (1, 0))
+        g = zb @ xp.permute_dims(c_z, (1, 0))
         vertex = cc - 2.0 * g  # ||z - c_j||^2 - ||z||^2, the same numbers as `nearest_rows`
         num = g[:, 1:] - g[:, :-1] - ae  # (z - a) . e
         t = xp.where(has_len, xp.clip(num / ee_safe, 0.0, 1.0), 0.0)
