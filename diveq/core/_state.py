@@ -10,6 +10,7 @@ from array_api_compat import device
 from diveq.core._common import Array, cast, default_chunk, namespace
 
 __all__ = [
+    "accumulate_usage",
     "code_usage",
     "dead_codes",
     "perplexity",
@@ -58,8 +59,17 @@ def update_usage(
     hits: Array, calls_used: Array, indices: Array, num_codes: int
 ) -> tuple[Array, Array]:
     """Add one train-mode call: ``hits += rows per code``, ``calls_used += (rows > 0)``."""
-    xp = namespace(hits, calls_used, indices)
     counts = code_usage(indices, num_codes)
+    return accumulate_usage(hits, calls_used, counts)
+
+
+def accumulate_usage(hits: Array, calls_used: Array, counts: Array) -> tuple[Array, Array]:
+    """Add one call's rows per code ``counts``: ``hits += counts``, ``calls_used += counts > 0``.
+
+    The second half of :func:`update_usage`, for callers that combine the counts first (e.g.
+    summed over data-parallel workers, so ``calls_used`` counts a code used on any worker).
+    """
+    xp = namespace(hits, calls_used, counts)
     return hits + cast(xp, counts, hits.dtype), calls_used + cast(xp, counts > 0, calls_used.dtype)
 
 

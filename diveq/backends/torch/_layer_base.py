@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 import diveq.core as core
+from diveq.backends.torch._distributed import active_group
 from diveq.backends.torch._functions import FUNCTIONS
 from diveq.backends.torch._outputs import LayerOutput, SFLayerOutput
 from diveq.backends.torch._usage import add_usage, replace_dead
@@ -71,8 +72,11 @@ class Quantizer(nn.Module):
         chunk_size: int | None,
         device: Any,
         dtype: torch.dtype | None,
+        process_group: Any = None,
     ) -> None:
         super().__init__()
+        # Data-parallel synchronisation group (None: the default group, when initialised).
+        self.process_group = process_group
         self.num_codebooks = _int_option("num_codebooks", num_books, 1)
         self.num_codes = _int_option("num_codes", num_codes, 2 if space_filling else 1)
         self.dim = _int_option("dim", dim, 1)
@@ -272,7 +276,8 @@ class Quantizer(nn.Module):
         call = self._calls
         self._sync_phase()
         k = self.num_codes
-        add_usage(self.hits, self.calls_used, idx, k)
+        group = active_group(self.process_group)  # None: single process, no collectives
+        add_usage(self.hits, self.calls_used, idx, k, group=group)
         if not self.space_filling:
             warming = False
         else:
@@ -280,7 +285,7 @@ class Quantizer(nn.Module):
             if core.warmup_collects(call, self.skip_iters, self.avg_iters):
                 self._warmup.append(self._latents(x, idx), valid)
             if core.warmup_initialises(call, self.skip_iters):
-                books = self._warmup.codebooks(k, like=self._param())
+                books = self._warmup.codebooks(k, like=self._param(), group=group)
                 self._param().data.copy_(books.view_as(self._param()))
                 self._warmup.clear()
                 self._reset_counters()
@@ -288,10 +293,10 @@ class Quantizer(nn.Module):
         if (not self.space_filling or warming) and core.replacement_due(
             call, self.replacement_iters
         ):
-            self._replace(generator)
+            self._replace(generator, group)
             self._reset_counters()
 
-    def _replace(self, generator: torch.Generator | None) -> None:
+    def _replace(self, generator: torch.Generator | None, group: Any = None) -> None:
         iters = self.replacement_iters
         if iters is None:
             return
@@ -303,6 +308,7 @@ class Quantizer(nn.Module):
             discard_threshold=self.discard_threshold,
             perturb_eps=self.perturb_eps,
             generator=generator,
+            group=group,
         )
         # In place on .data: the Parameter object (and any optimiser state) stays attached.
         self._param().data.copy_(new.view_as(self._param()))

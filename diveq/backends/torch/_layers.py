@@ -40,6 +40,9 @@ class DiVeQ(Quantizer):
         Rows per tile of the nearest-codeword search (bounds its memory).
     device, dtype : optional
         Of the codebook parameter.
+    process_group : torch.distributed.ProcessGroup, optional
+        Group whose workers share the training state when ``torch.distributed`` is
+        initialised (``None``: the default group); see Notes.
 
     Attributes
     ----------
@@ -47,6 +50,22 @@ class DiVeQ(Quantizer):
         ``(K, D)``, initialised from ``U(-1/K, 1/K)``.
     hits, calls_used : torch.Tensor
         int64 buffers ``(K,)``: rows per code and calls using each code, this window.
+
+    Notes
+    -----
+    **Data-parallel training** (e.g. :class:`torch.nn.parallel.DistributedDataParallel`).
+    Whenever ``torch.distributed`` is initialised (checked on every train-mode call) and
+    ``process_group`` (default: the world group) has more than one worker, each train-mode
+    call sums its per-code counts over the workers (one all-reduce of ``K`` integers) before
+    adding them to ``hits`` and ``calls_used``, so every worker holds the same counters and a
+    code used on any worker is alive. At a replacement every worker draws as usual and the new
+    codebook of the group's rank 0 is broadcast, so all workers write identical rows.
+    Requirements: every worker makes the same number of train-mode calls (the collectives run
+    inside them; eval-mode calls run none), and the codebooks start equal (DDP broadcasts the
+    parameters when it wraps the model). ``broadcast_buffers=False`` is recommended: the
+    counters are already in sync, so DDP's per-step buffer broadcast only costs time; the
+    default ``True`` is harmless (it copies identical values). Without ``torch.distributed``
+    (or with one worker) the layer runs no collectives and behaves exactly as in one process.
 
     Examples
     --------
@@ -73,6 +92,7 @@ class DiVeQ(Quantizer):
         chunk_size: int | None = None,
         device: Any = None,
         dtype: torch.dtype | None = None,
+        process_group: Any = None,
     ) -> None:
         super().__init__(
             1,
@@ -89,6 +109,7 @@ class DiVeQ(Quantizer):
             chunk_size=chunk_size,
             device=device,
             dtype=dtype,
+            process_group=process_group,
         )
 
 
@@ -120,6 +141,9 @@ class SFDiVeQ(Quantizer):
         Rows per search tile.
     device, dtype : optional
         Of the codebook parameter.
+    process_group : torch.distributed.ProcessGroup, optional
+        Group whose workers share the training state when ``torch.distributed`` is
+        initialised (``None``: the default group); see Notes.
 
     Attributes
     ----------
@@ -127,6 +151,15 @@ class SFDiVeQ(Quantizer):
         ``(K, D)``: the polyline's vertices in order.
     hits, calls_used : torch.Tensor
         int64 buffers ``(K,)`` counting segment use.
+
+    Notes
+    -----
+    **Data-parallel training**: as for :class:`DiVeQ`, the per-call counts are summed over the
+    workers of ``process_group``; at the end of the warm-up every worker gathers all workers'
+    kept rows (all-gather), ordered by call, then rank, then row (a call's rows of rank 0
+    first), and computes the same initial codebook from them. During the warm-up the codebook
+    gets no gradient, so wrap the model with ``find_unused_parameters=True`` in
+    :class:`~torch.nn.parallel.DistributedDataParallel`.
 
     Examples
     --------
@@ -152,6 +185,7 @@ class SFDiVeQ(Quantizer):
         chunk_size: int | None = None,
         device: Any = None,
         dtype: torch.dtype | None = None,
+        process_group: Any = None,
     ) -> None:
         super().__init__(
             1,
@@ -168,4 +202,5 @@ class SFDiVeQ(Quantizer):
             chunk_size=chunk_size,
             device=device,
             dtype=dtype,
+            process_group=process_group,
         )

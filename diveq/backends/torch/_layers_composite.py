@@ -45,6 +45,10 @@ _DOC = """{what}
         Rows per search tile.
     device, dtype : optional
         Of the codebooks parameter.
+    process_group : torch.distributed.ProcessGroup, optional
+        Group whose workers share the training state (``None``: the default group); see the
+        Notes of :class:`DiVeQ` and :class:`SFDiVeQ` on data-parallel training, which apply
+        per codebook.
 
     Attributes
     ----------
@@ -75,6 +79,7 @@ class _Composite(Quantizer):
         chunk_size: int | None = None,
         device: Any = None,
         dtype: torch.dtype | None = None,
+        process_group: Any = None,
     ) -> None:
         super().__init__(
             num_codebooks,
@@ -91,6 +96,7 @@ class _Composite(Quantizer):
             chunk_size=chunk_size,
             device=device,
             dtype=dtype,
+            process_group=process_group,
         )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 import diveq.core as core
+from diveq.backends.torch._distributed import gather_calls
 
 __all__ = ["WarmupBuffer"]
 
@@ -46,12 +47,14 @@ class WarmupBuffer:
         self.rows = list(state.get("warmup_rows", []))
         self.valid = list(state.get("warmup_valid", []))
 
-    def codebooks(self, num_codes: int, like: torch.Tensor) -> torch.Tensor:
+    def codebooks(self, num_codes: int, like: torch.Tensor, group: Any = None) -> torch.Tensor:
         """Initial codebooks ``(M, K, D')``: codeword ``j`` of book ``m`` is the mean of the
         valid rows ``[j h, (j+1) h)`` of slice ``m`` (:func:`diveq.core.warmup_codebook`).
 
         Computed in at least float32 on the device of ``like`` and returned in its dtype. Counts
-        the valid rows once on the host (one synchronisation per training run).
+        the valid rows once on the host (one synchronisation per training run). With a process
+        ``group`` (data-parallel training) the rows of all its members are used, ordered by
+        call, then rank, then row, so every member computes the same codebooks.
 
         Raises
         ------
@@ -59,7 +62,10 @@ class WarmupBuffer:
             If fewer than ``num_codes`` valid rows were kept.
         """
         work = torch.promote_types(like.dtype, torch.float32)
-        if self.rows:
+        if group is not None:
+            rows, valid = gather_calls(self.rows, self.valid, group, like.device)
+            rows = rows.to(dtype=work)
+        elif self.rows:
             rows = torch.cat(self.rows).to(device=like.device, dtype=work)
             valid = torch.cat(self.valid).to(device=like.device)
         else:
