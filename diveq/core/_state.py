@@ -47,12 +47,16 @@ def _default_float(xp: Any) -> Any:
 
 def perplexity(indices: Array, num_codes: int) -> Array:
     """``exp(-sum_k p_k log(p_k + 1e-10))`` over the valid rows, as a 0-d array."""
-    xp = namespace(indices)
-    counts = code_usage(indices, num_codes)
-    dt = _default_float(xp)
-    c = cast(xp, counts, dt)
-    p = c / xp.clip(xp.sum(c), 1.0, None)
-    return xp.exp(-xp.sum(p * xp.log(p + 1e-10)))
+    return perplexity_from_counts(code_usage(indices, num_codes))
+
+
+def perplexity_from_counts(counts: Array) -> Array:
+    """Perplexity of rows-per-code ``counts`` ``(..., K)`` over the last axis (for callers
+    that combine the counts first, e.g. summed over data-parallel workers)."""
+    xp = namespace(counts)
+    c = cast(xp, counts, _default_float(xp))
+    p = c / xp.clip(xp.sum(c, axis=-1, keepdims=True), 1.0, None)
+    return xp.exp(-xp.sum(p * xp.log(p + 1e-10), axis=-1))
 
 
 def update_usage(

@@ -44,27 +44,19 @@ def count_usage(
     With ``axis_name`` the call's counts are summed over the devices first (SPEC section 7),
     so every device keeps the same counters.
     """
-    if axis_name is None:
-        return jax.vmap(lambda h, u, i: core.update_usage(h, u, i, num_codes))(
-            hits, calls_used, _by_book(indices)
-        )
-    counts = lax.psum(_counts(indices, num_codes), axis_name)
-    return hits + counts.astype(hits.dtype), calls_used + (counts > 0).astype(calls_used.dtype)
+    return core.accumulate_usage(hits, calls_used, _counts(indices, num_codes, axis_name))
 
 
-def _counts(indices: jax.Array, num_codes: int) -> jax.Array:
-    return jax.vmap(lambda i: core.code_usage(i, num_codes))(_by_book(indices))
+def _counts(indices: jax.Array, num_codes: int, axis_name: Hashable | None) -> jax.Array:
+    """Rows per code ``(M, K)`` of this call, summed over the devices with ``axis_name``."""
+    counts = jax.vmap(lambda i: core.code_usage(i, num_codes))(_by_book(indices))
+    return counts if axis_name is None else lax.psum(counts, axis_name)
 
 
 def layer_perplexity(indices: jax.Array, num_codes: int, axis_name: Hashable | None) -> jax.Array:
     """Perplexity of the call's valid rows, averaged over the codebooks (all devices' rows
     with ``axis_name``)."""
-    if axis_name is None:
-        per_book = jax.vmap(lambda i: core.perplexity(i, num_codes))(_by_book(indices))
-        return jnp.mean(per_book)
-    counts = lax.psum(_counts(indices, num_codes), axis_name).astype(jnp.result_type(float))
-    p = counts / jnp.maximum(jnp.sum(counts, axis=-1, keepdims=True), 1.0)
-    return jnp.mean(jnp.exp(-jnp.sum(p * jnp.log(p + 1e-10), axis=-1)))
+    return jnp.mean(core.perplexity_from_counts(_counts(indices, num_codes, axis_name)))
 
 
 def maybe_replace(
