@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, device, is_torch_array
 
 __all__ = [
     "check_codebook",
     "check_codebooks",
     "check_draw",
+    "check_indices",
+    "check_same_device",
     "check_latents",
     "check_noise_std",
     "check_num_codes",
@@ -47,10 +49,28 @@ def _check_codebook_dtype(codebook: Any, name: str) -> None:
         )
 
 
+def check_same_device(z: Any, **arrays: Any) -> None:
+    """Raise unless every torch tensor in ``arrays`` is on the device of ``z``.
+
+    Only torch tensors are compared: JAX checks devices itself when it dispatches (naming the
+    arguments), and traced arrays have no device.
+    """
+    if not is_torch_array(z):
+        return
+    where = device(z)
+    for name, a in arrays.items():
+        if is_torch_array(a) and device(a) != where:
+            raise ValueError(
+                f"`{name}` is on device {device(a)} but `z` is on device {where} "
+                f"({name}.shape = {_shape(a)}, z.shape = {_shape(z)}); move both to one device"
+            )
+
+
 def check_codebook(z: Any, codebook: Any, *, min_codes: int = 1, name: str = "codebook") -> None:
     """Validate a single codebook of shape ``(K, D)`` against latents ``(..., D)``."""
     check_latents(z)
     _check_codebook_dtype(codebook, name)
+    check_same_device(z, **{name: codebook})
     if codebook.ndim != 2:
         raise ValueError(
             f"`{name}` must have rank 2, shape (K, D); got shape {_shape(codebook)} "
@@ -70,6 +90,7 @@ def check_codebooks(z: Any, codebooks: Any, *, product: bool, min_codes: int = 1
     (``D' = D``) quantisation."""
     check_latents(z)
     _check_codebook_dtype(codebooks, "codebooks")
+    check_same_device(z, codebooks=codebooks)
     if codebooks.ndim != 3:
         raise ValueError(
             f"`codebooks` must have rank 3, shape (M, K, D'); got shape {_shape(codebooks)} "
@@ -128,11 +149,36 @@ def check_noise_std(noise_std: Any) -> None:
         )
 
 
-def check_draw(name: str, draw: Any, expected: tuple[int, ...]) -> None:
-    """Raise unless an explicit random draw has the expected shape (and a floating dtype)."""
+def check_draw(name: str, draw: Any, expected: tuple[int, ...], like: Any = None) -> None:
+    """Raise unless an explicit random draw has the expected shape, a floating dtype and (given
+    ``like``, the latents) the device of ``like``."""
     got = _shape(draw)
     if got != tuple(expected):
         raise ValueError(f"`{name}` must have shape {tuple(expected)}; got shape {got}")
     xp = array_namespace(draw)
     if not xp.isdtype(draw.dtype, "real floating"):
         raise TypeError(f"`{name}` must have a real floating dtype; got {draw.dtype}")
+    if like is not None:
+        check_same_device(like, **{name: draw})
+
+
+def check_indices(indices: Any, num_codes: Any = None, *, z: Any = None) -> None:
+    """Raise unless ``indices`` is an integer array (of shape ``z.shape[:-1]`` given ``z``) and
+    ``num_codes`` (when given) is an int ``>= 1``. Index values are not inspected (no sync)."""
+    if num_codes is not None and (isinstance(num_codes, bool) or not isinstance(num_codes, int)):
+        raise TypeError(f"`num_codes` must be an int; got {num_codes!r}")
+    if num_codes is not None and num_codes < 1:
+        raise ValueError(f"`num_codes` must be >= 1; got {num_codes}")
+    xp = array_namespace(indices)
+    if not xp.isdtype(indices.dtype, "integral"):
+        raise TypeError(
+            f"`indices` must have an integer dtype; got dtype {indices.dtype} "
+            f"with shape {_shape(indices)}"
+        )
+    if z is not None:
+        if _shape(indices) != _shape(z)[:-1]:
+            raise ValueError(
+                f"`indices` must have shape z.shape[:-1] = {_shape(z)[:-1]}; got shape "
+                f"{_shape(indices)} (z.shape = {_shape(z)})"
+            )
+        check_same_device(z, indices=indices)

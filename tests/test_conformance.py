@@ -8,6 +8,7 @@ import pytest
 from diveq.testing import (
     OPS,
     check_commitment,
+    check_edge_values,
     check_empty,
     check_errors,
     check_forward,
@@ -40,6 +41,11 @@ def test_gradient_matches_reference(diff_backend, op, dtype):
 @pytest.mark.parametrize("op", OPS, ids=_ids)
 def test_errors(backend, op):
     check_errors(backend, op)
+
+
+@pytest.mark.parametrize("op", OPS, ids=_ids)
+def test_edge_values(backend, op):
+    check_edge_values(backend, op)
 
 
 @pytest.mark.parametrize("op", OPS, ids=_ids)

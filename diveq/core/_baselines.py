@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from diveq._checks import check_codebook, check_draw
+from diveq._checks import check_codebook, check_draw, check_indices
 from diveq._types import Quantized
 from diveq.core._common import (
     UNIT_EPS,
@@ -67,10 +67,10 @@ def nsvq(
             f"`noise` of shape {tuple(z.shape)} is required: diveq.core takes "
             "explicit draws (the backends sample them for you)"
         )
-    check_draw("noise", noise, tuple(z.shape))
+    check_draw("noise", noise, tuple(z.shape), z)
     xp, zr, ck, k = _select(z, codebook, stop_gradient, chunk_size)
     xi = cast(xp, rows(xp, noise), zr.dtype)
-    return _out(xp, z, zr + safe_norm(xp, ck - zr) * stop_gradient(unit(xp, xi)), k)
+    return _out(xp, z, zr + safe_norm(xp, ck - zr, stop_gradient) * stop_gradient(unit(xp, xi)), k)
 
 
 def rotation_trick(
@@ -86,8 +86,7 @@ def rotation_trick(
     z0, c0 = sg(zr), sg(ck)
     zh, ch = unit(xp, z0), unit(xp, c0)
     w = unit(xp, zh + ch)
-    zn = xp.sqrt(xp.sum(z0 * z0, axis=-1, keepdims=True))
-    s = xp.sqrt(xp.sum(c0 * c0, axis=-1, keepdims=True)) / xp.clip(zn, UNIT_EPS, None)
+    s = safe_norm(xp, c0, sg) / xp.clip(safe_norm(xp, z0, sg), UNIT_EPS, None)
     zw = xp.sum(zr * w, axis=-1, keepdims=True)
     zz = xp.sum(zr * zh, axis=-1, keepdims=True)
     return _out(xp, z, s * (zr - 2.0 * zw * w + 2.0 * zz * ch), k)
@@ -106,6 +105,7 @@ def commitment_loss(
     Semantics: :func:`diveq.reference.commitment_loss`.
     """
     check_codebook(z, codebook)
+    check_indices(indices, z=z)
     xp = namespace(z, codebook)
     dt = work_dtype(xp, z, codebook)
     zr, cb = cast(xp, rows(xp, z), dt), cast(xp, codebook, dt)

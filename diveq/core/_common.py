@@ -35,17 +35,42 @@ def work_dtype(xp: Any, *arrays: Array) -> Any:
     return xp.result_type(*(a.dtype for a in arrays), xp.float32)
 
 
-def safe_norm(xp: Any, v: Array) -> Array:
-    """Row norm ``||v||`` (keepdims) whose gradient at ``v = 0`` is ``0``, never NaN."""
-    sq = xp.sum(v * v, axis=-1, keepdims=True)
+def row_scale(xp: Any, v: Array) -> tuple[Array, Array]:
+    """Per-row powers of two ``(s, 1 / s)`` with ``max |v_row| / s`` in ``[1, 2)``.
+
+    Norms computed on ``v / s`` neither overflow (float32 ``|v| > 1.8e19``) nor underflow
+    (``|v| < 1e-19``), and since ``s`` is a power of two the scaling changes no rounding: in the
+    range where the plain formula is finite, the result is bit-identical to it. Pass a detached
+    ``v``; the scale is a constant of the gradient.
+    """
+    m = xp.linalg.vector_norm(v, axis=-1, keepdims=True, ord=xp.inf)
+    info = xp.finfo(v.dtype)
+    m = xp.where(xp.isfinite(m), xp.clip(m, info.smallest_normal, None), 1.0)
+    e = xp.floor(xp.log2(m))
+    return 2.0**e, 2.0 ** (-e)
+
+
+def safe_norm(xp: Any, v: Array, sg: Callable[[Array], Array]) -> Array:
+    """Row norm ``||v||`` (keepdims) whose gradient at ``v = 0`` is ``0``, never NaN.
+
+    Scaled by :func:`row_scale`, so it is finite for every finite ``v``.
+    """
+    s, inv = row_scale(xp, sg(v))
+    w = v * inv
+    sq = xp.sum(w * w, axis=-1, keepdims=True)
     positive = sq > 0
-    return xp.where(positive, xp.sqrt(xp.where(positive, sq, xp.ones_like(sq))), 0.0)
+    return s * xp.where(positive, xp.sqrt(xp.where(positive, sq, xp.ones_like(sq))), 0.0)
 
 
 def unit(xp: Any, v: Array) -> Array:
-    """``v / max(||v||, 1e-12)`` row-wise (no gradient is meant to flow through it)."""
-    norm = xp.sqrt(xp.sum(v * v, axis=-1, keepdims=True))
-    return v / xp.clip(norm, UNIT_EPS, None)
+    """``v / max(||v||, UNIT_EPS)`` row-wise (no gradient is meant to flow through it).
+
+    Computed on ``v / s`` (:func:`row_scale`), so finite for every finite ``v``.
+    """
+    _, inv = row_scale(xp, v)
+    w = v * inv
+    norm = xp.sqrt(xp.sum(w * w, axis=-1, keepdims=True))
+    return w / xp.maximum(norm, UNIT_EPS * inv)
 
 
 def rows(xp: Any, z: Array) -> Array:
@@ -90,7 +115,7 @@ def map_row_chunks(
 
 
 def need_draw(
-    name: str, draw: Array | None, noise_std: Any, shape: tuple[int, ...]
+    name: str, draw: Array | None, noise_std: Any, shape: tuple[int, ...], like: Array = None
 ) -> Array | None:
     """Validate an explicit noise draw; ``None`` is only allowed for ``noise_std == 0``."""
 
@@ -101,11 +126,11 @@ def need_draw(
             f"`{name}` of shape {shape} is required when noise_std > 0: diveq.core takes "
             "explicit draws (the backends sample them for you)"
         )
-    check_draw(name, draw, shape)
+    check_draw(name, draw, shape, like)
     return draw
 
 
-def need_dither(draw: Array | None, shape: tuple[int, ...]) -> Array:
+def need_dither(draw: Array | None, shape: tuple[int, ...], like: Array = None) -> Array:
     """Validate an explicit dither draw (always required by the core)."""
 
     if draw is None:
@@ -113,7 +138,7 @@ def need_dither(draw: Array | None, shape: tuple[int, ...]) -> Array:
             f"`dither` of shape {shape} is required: diveq.core takes explicit draws "
             "(the backends sample them for you)"
         )
-    check_draw("dither", draw, shape)
+    check_draw("dither", draw, shape, like)
     return draw
 
 

@@ -108,8 +108,8 @@ def _train(
     check_codebooks(z, codebooks, product=product, min_codes=2 if space_filling else 1)
     check_noise_std(noise_std)
     m_books, k = int(codebooks.shape[0]), int(codebooks.shape[1])
-    lam = need_dither(dither, (m_books, k - 1)) if space_filling else None
-    noise = need_draw("noise", noise, noise_std, tuple(z.shape))
+    lam = need_dither(dither, (m_books, k - 1), z) if space_filling else None
+    noise = need_draw("noise", noise, noise_std, tuple(z.shape), z)
     xp = namespace(z, codebooks, lam, noise)
     dt = work_dtype(xp, z, codebooks)
     zr, cbs = cast(xp, rows(xp, z), dt), cast(xp, codebooks, dt)

@@ -37,7 +37,7 @@ def reparam_offset(
     d_fixed = sg(d)
     if noise is not None:
         d_fixed = d_fixed + noise_std * noise
-    return safe_norm(xp, d) * sg(unit(xp, d_fixed))
+    return safe_norm(xp, d, sg) * sg(unit(xp, d_fixed))
 
 
 def dithered_points(xp: Any, codebook: Array, lam: Array) -> Array:
@@ -62,7 +62,7 @@ def diveq(
     """
     check_codebook(z, codebook)
     check_noise_std(noise_std)
-    noise = need_draw("noise", noise, noise_std, tuple(z.shape))
+    noise = need_draw("noise", noise, noise_std, tuple(z.shape), z)
     xp = namespace(z, codebook, noise)
     dt = work_dtype(xp, z, codebook)
     zr, cb = cast(xp, rows(xp, z), dt), cast(xp, codebook, dt)
@@ -88,8 +88,8 @@ def sf_diveq(
     ``(2, *z.shape)``. Semantics: :func:`diveq.reference.sf_diveq`."""
     check_codebook(z, codebook, min_codes=2)
     check_noise_std(noise_std)
-    lam = need_dither(dither, (int(codebook.shape[0]) - 1,))
-    noise = need_draw("noise", noise, noise_std, (2, *z.shape))
+    lam = need_dither(dither, (int(codebook.shape[0]) - 1,), z)
+    noise = need_draw("noise", noise, noise_std, (2, *z.shape), z)
     xp = namespace(z, codebook, lam, noise)
     dt = work_dtype(xp, z, codebook)
     zr, cb, lam = cast(xp, rows(xp, z), dt), cast(xp, codebook, dt), cast(xp, lam, dt)

@@ -7,6 +7,7 @@ from typing import Any
 
 from array_api_compat import device
 
+from diveq._checks import check_indices
 from diveq.core._common import Array, cast, default_chunk, namespace
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
 
 def code_usage(indices: Array, num_codes: int, *, chunk_size: int | None = None) -> Array:
     """Rows per code ``(K,)``; negative indices (``-1``: masked or skipped) are ignored."""
+    check_indices(indices, num_codes)
     xp = namespace(indices)
     flat = xp.reshape(indices, (-1,))
     dev = device(flat)

@@ -19,6 +19,7 @@ from diveq.testing._ops import OPS, Op
 from diveq.testing._properties import (
     assert_close,
     check_commitment,
+    check_edge_values,
     check_empty,
     check_errors,
     check_forward,
@@ -42,6 +43,7 @@ __all__ = [
     "cases",
     "check_backend",
     "check_commitment",
+    "check_edge_values",
     "check_empty",
     "check_errors",
     "check_forward",

@@ -11,6 +11,7 @@ from diveq.testing._adapters import Adapter, adapter_for
 from diveq.testing._ops import OPS
 from diveq.testing._properties import (
     check_commitment,
+    check_edge_values,
     check_empty,
     check_errors,
     check_forward,
@@ -122,6 +123,7 @@ def check_backend(
                     max_examples=max_examples,
                 )
         timed("errors", op.name, "-", check_errors, adapter, op)
+        timed("edge values", op.name, "-", check_edge_values, adapter, op)
         timed("empty", op.name, "-", check_empty, adapter, op)
         if adapter.samples and op.stochastic:
             timed("sampling", op.name, "-", check_sampling, adapter, op)

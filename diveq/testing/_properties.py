@@ -21,6 +21,7 @@ from diveq.testing._strategies import Case, book_shape, cases
 
 __all__ = [
     "check_empty",
+    "check_edge_values",
     "check_errors",
     "check_forward",
     "check_gradient",
@@ -197,9 +198,17 @@ def check_errors(adapter: Adapter, op: Op) -> None:
         wrong = np.zeros((*case.dither.shape[:-1], case.dither.shape[-1] + 1))
         with raises(ValueError, "dither", str(case.dither.shape), str(wrong.shape)):
             call(z, books, dither=wrong)
+    book_name = "codebook" if op.books == "single" else "codebooks"
     for bad_dtype in (np.int64, np.complex128, np.bool_):
-        with raises(TypeError, "z"):
+        with raises(TypeError, "`z`", str(z.shape)):
             call(z.astype(bad_dtype), books)
+        with raises(TypeError, f"`{book_name}`", str(books.shape)):
+            call(z, books.astype(bad_dtype))
+    with raises(ValueError, "`z`", "0-d"):
+        call(np.zeros(()), books, **_redraw(case, np.zeros(())))
+    for draw in [name for name in ("noise", "dither") if case.draws().get(name) is not None]:
+        with raises(TypeError, f"`{draw}`"):
+            call(z, books, **{draw: case.draws()[draw].astype(np.int64)})
 
 
 def _redraw(case: Case, z: np.ndarray) -> dict[str, Any]:
@@ -298,3 +307,85 @@ def check_commitment(
             assert_close(dc, want_dc, dtype, _scale(case.z, case.books), f"{what} dcodebook")
 
     _run_given(cases(OPS_BY_NAME["ste"], dtype, few_shapes=adapter.compiles), body, max_examples)
+
+
+def check_edge_values(adapter: Adapter, op: Op) -> None:
+    """The documented results for legal but awkward input (docs: Reliability).
+
+    - duplicate codewords: the first copy wins, as in the reference;
+    - a float32 ``z`` with a float64 codebook: computed in the promoted dtype, returned in the
+      dtype of ``z``, equal to the reference within float32 tolerance;
+    - float32 magnitudes ``1e-30`` and ``1e30``: finite values, indices equal the reference;
+    - non-finite rows: the reference raises ``ValueError`` naming ``z``; the backends (which do
+      not inspect values, to stay sync-free) return indices in range and every finite row
+      exactly as without the bad rows.
+    """
+    fn = getattr(adapter.module, op.name)
+    case = _fixed_case(op, lead=(5,))
+    name = f"{adapter.name}.{op.name}"
+
+    def run(z: np.ndarray, books: np.ndarray, dtype: str, book_dtype: str, **over: Any) -> Any:
+        args = (adapter.asarray(z, dtype), adapter.asarray(books, book_dtype))
+        kw = {**case.draws(), **over}
+        kw = {
+            k: (adapter.asarray(v, dtype) if isinstance(v, np.ndarray) else v)
+            for k, v in kw.items()
+        }
+        return adapter.call(fn, args, kw)
+
+    def want(z: np.ndarray, books: np.ndarray, **over: Any) -> Any:
+        return getattr(ref, op.name)(z, books, **{**case.draws(), **over})
+
+    def idx(out: Any, backend: bool = True) -> np.ndarray:
+        got = out if op.name == "nearest" else out.indices
+        return adapter.to_numpy(got) if backend else np.asarray(got)
+
+    # Duplicate codewords 0 and 1 in every codebook; every row sits on codeword 0.
+    books = case.books.copy()
+    books[..., 1, :] = books[..., 0, :]
+    first = books[0] if op.books == "single" else books[:, 0, :]
+    row = (
+        first.reshape(-1)
+        if op.books == "product"
+        else first[0]
+        if op.books == "residual"
+        else first
+    )
+    z_dup = np.broadcast_to(row, case.z.shape).copy()
+    got = run(z_dup, books, "float64", "float64")
+    assert_equal(idx(got), idx(want(z_dup, books), False), f"{name} duplicate codewords")
+
+    # float32 latents with a float64 codebook.
+    z32 = case.z.astype(np.float32).astype(np.float64)
+    got, expect = run(case.z, case.books, "float32", "float64"), want(z32, case.books)
+    assert_equal(idx(got), idx(expect, False), f"{name} mixed dtypes")
+    if op.name != "nearest":
+        if not str(got.values.dtype).endswith("float32"):
+            raise AssertionError(f"{name}: mixed dtypes gave {got.values.dtype}, not z's dtype")
+        scale = _scale(case.z, case.books)
+        assert_close(adapter.to_numpy(got.values), expect.values, "float32", scale, name)
+
+    # Huge and tiny float32 magnitudes.
+    for factor in (1e-30, 1e30):
+        zs = (case.z * factor).astype(np.float32).astype(np.float64)
+        bs = (case.books * factor).astype(np.float32).astype(np.float64)
+        over = {"noise_std": 0.1 * factor} if op.noise_std else {}
+        got = run(zs, bs, "float32", "float32", **over)
+        assert_equal(idx(got), idx(want(zs, bs, **over), False), f"{name} at {factor:g}")
+        if op.name != "nearest" and not np.all(np.isfinite(adapter.to_numpy(got.values))):
+            raise AssertionError(f"{name} at {factor:g}: non-finite values")
+
+    # Rows with NaN / inf.
+    bad = case.z.copy()
+    bad[1, 0], bad[3, -1] = np.nan, np.inf
+    if adapter.name == "reference":
+        with raises(ValueError, "`z`", "finite"):
+            run(bad, case.books, "float64", "float64")
+        return
+    with np.errstate(all="ignore"):  # NumPy namespaces warn about the NaN they propagate
+        got = idx(run(bad, case.books, "float64", "float64"))
+    high = case.books.shape[-2] - (1 if op.space_filling else 0)
+    if np.any(got < 0) or np.any(got >= high):
+        raise AssertionError(f"{name} with non-finite rows: indices {got} outside [0, {high})")
+    keep = [0, 2, 4]
+    assert_equal(got[keep], idx(want(case.z, case.books), False)[keep], f"{name} finite rows")

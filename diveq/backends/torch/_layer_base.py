@@ -200,7 +200,8 @@ class Quantizer(nn.Module):
         valid = torch.isfinite(rows).all(dim=-1)
         if mask is not None:
             if mask.dtype != torch.bool or tuple(mask.shape) != tuple(lead):
-                raise ValueError(
+                error = TypeError if mask.dtype != torch.bool else ValueError
+                raise error(
                     f"`mask` must be a bool tensor of shape {tuple(lead)} (z.shape = "
                     f"{tuple(z.shape)} without axis {self.feature_axis}); got dtype "
                     f"{mask.dtype} and shape {tuple(mask.shape)}"
@@ -224,7 +225,7 @@ class Quantizer(nn.Module):
         return SFLayerOutput(values, indices, perplexity, self._unrows(weights, lead))
 
     def _unrows(self, x: torch.Tensor, lead: Any) -> torch.Tensor:
-        return x.reshape(*lead) if self.layout == "single" else x.reshape(*lead, -1)
+        return x.reshape(*lead) if self.layout == "single" else x.reshape(*lead, x.shape[-1])
 
     def _method(self, phase: str) -> str | None:
         """Name of the backend function for ``phase`` (``None``: pass the input through)."""
