@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from array_api_compat import array_namespace, is_jax_namespace
+from array_api_compat import array_namespace, is_jax_namespace, is_torch_namespace
 
 from diveq._checks import check_draw
 
@@ -23,6 +23,20 @@ TILE_ENTRIES = 1 << 24
 def identity(x: Array) -> Array:
     """The stop-gradient of a namespace without autodiff (NumPy, array-api-strict)."""
     return x
+
+
+def matmul(xp: Any, a: Array, b: Array, bias: Array | None = None) -> Array:
+    """``a @ b (+ bias)`` in the operands' dtype.
+
+    torch: one fused ``addmm`` when there is a bias, and with autocast turned off, which would
+    otherwise run it in bfloat16/float16 (wrong codes from a float32 search, SPEC section 1).
+    Elsewhere the compiler (XLA) fuses the add or it costs one pass.
+    """
+    if is_torch_namespace(xp):
+        torch = sys.modules["torch"]
+        with torch.autocast(a.device.type, enabled=False):
+            return a @ b if bias is None else torch.addmm(bias, a, b)
+    return a @ b if bias is None else a @ b + bias
 
 
 def cast(xp: Any, x: Array, dtype: Any) -> Array:
@@ -50,16 +64,23 @@ def row_scale(xp: Any, v: Array) -> tuple[Array, Array]:
     return 2.0**e, 2.0 ** (-e)
 
 
+def _l2(xp: Any, w: Array) -> Array:
+    """``||w||`` per row (keepdims): one fused kernel on torch (whose gradient at ``w = 0`` is
+    ``0``); elsewhere ``sqrt(sum(w^2))``, with a ``0`` gradient at ``w = 0`` too."""
+    if is_torch_namespace(xp):
+        return sys.modules["torch"].linalg.vector_norm(w, dim=-1, keepdim=True)
+    sq = xp.sum(w * w, axis=-1, keepdims=True)
+    positive = sq > 0
+    return xp.where(positive, xp.sqrt(xp.where(positive, sq, xp.ones_like(sq))), 0.0)
+
+
 def safe_norm(xp: Any, v: Array, sg: Callable[[Array], Array]) -> Array:
     """Row norm ``||v||`` (keepdims) whose gradient at ``v = 0`` is ``0``, never NaN.
 
     Scaled by :func:`row_scale`, so it is finite for every finite ``v``.
     """
     s, inv = row_scale(xp, sg(v))
-    w = v * inv
-    sq = xp.sum(w * w, axis=-1, keepdims=True)
-    positive = sq > 0
-    return s * xp.where(positive, xp.sqrt(xp.where(positive, sq, xp.ones_like(sq))), 0.0)
+    return s * _l2(xp, v * inv)
 
 
 def unit(xp: Any, v: Array) -> Array:
@@ -69,8 +90,7 @@ def unit(xp: Any, v: Array) -> Array:
     """
     _, inv = row_scale(xp, v)
     w = v * inv
-    norm = xp.sqrt(xp.sum(w * w, axis=-1, keepdims=True))
-    return w / xp.maximum(norm, UNIT_EPS * inv)
+    return w / xp.maximum(_l2(xp, w), UNIT_EPS * inv)
 
 
 def rows(xp: Any, z: Array) -> Array:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
-from array_api_compat import device, is_torch_namespace
+from array_api_compat import device
 
 from diveq._checks import check_codebook
 from diveq._types import Quantized, SFQuantized
@@ -14,6 +13,7 @@ from diveq.core._common import (
     cast,
     default_chunk,
     map_row_chunks,
+    matmul,
     namespace,
     rows,
     unrows,
@@ -21,14 +21,6 @@ from diveq.core._common import (
 )
 
 __all__ = ["nearest", "quantize", "sf_quantize"]
-
-
-def affine(xp: Any, x: Array, weight: Array, bias: Array) -> Array:
-    """``x @ weight + bias``: one fused ``addmm`` on torch (no extra pass over the result);
-    elsewhere the compiler (XLA) fuses the add or it costs one pass."""
-    if is_torch_namespace(xp):
-        return sys.modules["torch"].addmm(bias, x, weight)
-    return x @ weight + bias
 
 
 def overflow_scale(xp: Any, points: Array) -> Array:
@@ -60,7 +52,7 @@ def nearest_rows(xp: Any, z: Array, points: Array, chunk_size: int | None = None
     bias = xp.sum(q * q, axis=-1)  # ||p||^2 / s^2
 
     def block(zb: Array) -> tuple[Array]:
-        return (xp.argmin(affine(xp, zb, weight, bias), axis=-1),)
+        return (xp.argmin(matmul(xp, zb, weight, bias), axis=-1),)
 
     return map_row_chunks(xp, block, z, default_chunk(points.shape[0], chunk_size))[0]
 
@@ -90,7 +82,7 @@ def project_rows(
     segs = ee.shape[0]
 
     def block(zb: Array) -> tuple[Array, Array]:
-        g = zb @ xp.permute_dims(c_z, (1, 0))
+        g = matmul(xp, zb, xp.permute_dims(c_z, (1, 0)))
         vertex = cc - 2.0 * g  # ||z - c_j||^2 - ||z||^2, the same numbers as `nearest_rows`
         num = g[:, 1:] - g[:, :-1] - ae  # (z - a) . e
         t = xp.where(has_len, xp.clip(num / ee_safe, 0.0, 1.0), 0.0)

@@ -8,7 +8,7 @@ from typing import Any
 from array_api_compat import device
 
 from diveq._checks import check_indices
-from diveq.core._common import Array, cast, default_chunk, namespace
+from diveq.core._common import Array, cast, default_chunk, matmul, namespace
 
 __all__ = [
     "accumulate_usage",
@@ -148,5 +148,5 @@ def warmup_codebook(rows: Array, num_codes: int, *, valid: Array | None = None) 
         idx = order[start : min(start + step, r)]
         pos = xp.arange(start, start + idx.shape[0], dtype=count.dtype, device=dev)
         member = cast(xp, (pos // h)[None, :] == codes[:, None], rows.dtype)
-        sums = sums + member @ xp.take(rows, idx, axis=0)
+        sums = sums + matmul(xp, member, xp.take(rows, idx, axis=0))
     return sums / cast(xp, h, rows.dtype)
