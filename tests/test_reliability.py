@@ -32,6 +32,7 @@ CASE_IDS = [
     "layer-empty",
     "layer-all-masked",
     "layer-bad-rows",
+    "autocast-bf16",  # tests/test_torch_faults.py::test_autocast_*
 ]
 
 

@@ -57,7 +57,7 @@ def row_scale(xp: Any, v: Array) -> tuple[Array, Array]:
     range where the plain formula is finite, the result is bit-identical to it. Pass a detached
     ``v``; the scale is a constant of the gradient.
     """
-    m = xp.linalg.vector_norm(v, axis=-1, keepdims=True, ord=xp.inf)
+    m = xp.max(xp.abs(v), axis=-1, keepdims=True)  # torch's ord=inf norm is 20x slower
     info = xp.finfo(v.dtype)
     m = xp.where(xp.isfinite(m), xp.clip(m, info.smallest_normal, None), 1.0)
     e = xp.floor(xp.log2(m))
