@@ -65,22 +65,23 @@ def row_scale(xp: Any, v: Array) -> tuple[Array, Array]:
 
 
 def _l2(xp: Any, w: Array) -> Array:
-    """``||w||`` per row (keepdims): one fused kernel on torch (whose gradient at ``w = 0`` is
-    ``0``); elsewhere ``sqrt(sum(w^2))``, with a ``0`` gradient at ``w = 0`` too."""
+    """``||w||`` per row (keepdims), not differentiated; one fused kernel on torch."""
     if is_torch_namespace(xp):
         return sys.modules["torch"].linalg.vector_norm(w, dim=-1, keepdim=True)
-    sq = xp.sum(w * w, axis=-1, keepdims=True)
-    positive = sq > 0
-    return xp.where(positive, xp.sqrt(xp.where(positive, sq, xp.ones_like(sq))), 0.0)
+    return xp.sqrt(xp.sum(w * w, axis=-1, keepdims=True))
 
 
 def safe_norm(xp: Any, v: Array, sg: Callable[[Array], Array]) -> Array:
-    """Row norm ``||v||`` (keepdims) whose gradient at ``v = 0`` is ``0``, never NaN.
+    """Row norm ``||v||`` (keepdims) whose gradient is exactly ``v / ||v||`` (``0`` at ``0``).
 
-    Scaled by :func:`row_scale`, so it is finite for every finite ``v``.
+    Written as ``sum(v * sg(v / ||v||))`` with the direction computed on ``v / s``
+    (:func:`row_scale`): finite for every finite ``v``, and the backward never forms a product
+    larger than the gradient itself.
     """
-    s, inv = row_scale(xp, sg(v))
-    return s * _l2(xp, v * inv)
+    v0 = sg(v)
+    _, inv = row_scale(xp, v0)
+    w = v0 * inv  # max |w| in [1, 2), so ||w|| >= 1 unless v = 0
+    return xp.sum(v * sg(w / xp.maximum(_l2(xp, w), 1.0)), axis=-1, keepdims=True)
 
 
 def unit(xp: Any, v: Array) -> Array:

@@ -225,7 +225,8 @@ class Quantizer(nn.Module):
         return SFLayerOutput(values, indices, perplexity, self._unrows(weights, lead))
 
     def _unrows(self, x: torch.Tensor, lead: Any) -> torch.Tensor:
-        return x.reshape(*lead) if self.layout == "single" else x.reshape(*lead, x.shape[-1])
+        shape = (*lead,) if self.layout == "single" else (*lead, x.shape[-1])
+        return x.reshape(shape)
 
     def _method(self, phase: str) -> str | None:
         """Name of the backend function for ``phase`` (``None``: pass the input through)."""
