@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from array_api_compat import array_namespace, is_jax_namespace, is_torch_namespace
+from array_api_compat import array_namespace, device, is_jax_namespace, is_torch_namespace
 
 from diveq._checks import check_draw
 
@@ -16,8 +16,11 @@ StopGradient = Callable[[Array], Array]
 #: ``unit(v) = v / max(||v||, UNIT_EPS)``, so ``unit(0) = 0`` (SPEC section 1).
 UNIT_EPS = 1e-12
 
-#: Default number of distance-matrix entries one search tile may hold (float32: 64 MiB).
+#: Default number of distance-matrix entries one search tile may hold, on accelerators
+#: (float32: 64 MiB, few kernel launches) and on CPUs (4 MiB: the tile stays in the last-level
+#: cache, so the N x K scores are never written to memory; about 2x faster than one tile).
 TILE_ENTRIES = 1 << 24
+TILE_ENTRIES_CPU = 1 << 20
 
 
 def identity(x: Array) -> Array:
@@ -104,13 +107,24 @@ def unrows(xp: Any, x: Array, lead: Sequence[int]) -> Array:
     return xp.reshape(x, (*lead, *x.shape[1:]))
 
 
-def default_chunk(num_points: int, chunk_size: int | None) -> int:
-    """Rows per search tile: explicit values are honoured, ``None`` bounds the tile size."""
+def on_cpu(like: Array) -> bool:
+    """Whether ``like`` lives on (or, traced by JAX, will run on) a CPU."""
+    where = device(like)
+    if where is None and "jax" in sys.modules:  # a tracer: JAX places it on the default backend
+        return bool(sys.modules["jax"].default_backend() == "cpu")
+    kind = getattr(where, "type", None) or getattr(where, "platform", None) or str(where)
+    return str(kind).lower().startswith("cpu")
+
+
+def default_chunk(num_points: int, chunk_size: int | None, like: Array = None) -> int:
+    """Rows per search tile: explicit values are honoured, ``None`` bounds the tile size
+    (smaller on CPUs, see :data:`TILE_ENTRIES_CPU`, when ``like`` says where it runs)."""
     if chunk_size is not None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"`chunk_size` must be None or a positive int; got {chunk_size!r}")
         return chunk_size
-    return max(1, TILE_ENTRIES // max(num_points, 1))
+    entries = TILE_ENTRIES_CPU if like is not None and on_cpu(like) else TILE_ENTRIES
+    return max(1, entries // max(num_points, 1))
 
 
 def map_row_chunks(

@@ -54,7 +54,7 @@ def nearest_rows(xp: Any, z: Array, points: Array, chunk_size: int | None = None
     def block(zb: Array) -> tuple[Array]:
         return (xp.argmin(matmul(xp, zb, weight, bias), axis=-1),)
 
-    return map_row_chunks(xp, block, z, default_chunk(points.shape[0], chunk_size))[0]
+    return map_row_chunks(xp, block, z, default_chunk(points.shape[0], chunk_size, z))[0]
 
 
 def project_rows(
@@ -94,7 +94,7 @@ def project_rows(
         flat = xp.arange(zb.shape[0], dtype=i.dtype, device=device(zb)) * segs + i
         return i, xp.take(xp.reshape(t, (-1,)), flat, axis=0)
 
-    return map_row_chunks(xp, block, z, default_chunk(c.shape[0], chunk_size))
+    return map_row_chunks(xp, block, z, default_chunk(c.shape[0], chunk_size, z))
 
 
 def segment_point(xp: Any, codebook: Array, i: Array, t: Array) -> Array:
