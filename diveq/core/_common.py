@@ -84,7 +84,7 @@ def safe_norm(xp: Any, v: Array, sg: Callable[[Array], Array]) -> Array:
     v0 = sg(v)
     _, inv = row_scale(xp, v0)
     w = v0 * inv  # max |w| in [1, 2), so ||w|| >= 1 unless v = 0
-    return xp.sum(v * sg(w / xp.maximum(_l2(xp, w), 1.0)), axis=-1, keepdims=True)
+    return xp.sum(v * sg(w / xp.clip(_l2(xp, w), 1.0, None)), axis=-1, keepdims=True)
 
 
 def unit(xp: Any, v: Array) -> Array:
