@@ -145,8 +145,18 @@ def map_row_chunks(
         blocks = xp.reshape(z, (-1, chunk, *z.shape[1:]))
         outs = sys.modules["jax"].lax.map(fn, blocks)
         return tuple(xp.reshape(o, (-1, *o.shape[2:]))[:n, ...] for o in outs)
-    parts = [fn(z[start : min(start + chunk, n), ...]) for start in range(0, n, chunk)]
-    return tuple(xp.concat([p[i] for p in parts], axis=0) for i in range(len(parts[0])))
+    # Elsewhere each block's outputs are copied into preallocated results at once: keeping them
+    # alive between blocks would pin a freed tile below each one, and glibc's malloc would then
+    # take a fresh tile every block (the resident set grew to the whole N x K matrix).
+    first = fn(z[:chunk, ...])
+    outs = tuple(xp.empty((n, *f.shape[1:]), dtype=f.dtype, device=device(f)) for f in first)
+    for out, part in zip(outs, first, strict=True):
+        out[:chunk, ...] = part
+    for start in range(chunk, n, chunk):
+        stop = min(start + chunk, n)
+        for out, part in zip(outs, fn(z[start:stop, ...]), strict=True):
+            out[start:stop, ...] = part
+    return outs
 
 
 def need_draw(
