@@ -26,33 +26,14 @@ pytest.importorskip("optax")
 import jax
 import jax.numpy as jnp
 import optax
+from _fault_schedule import DIM, EVENTS, IN, INIT_CALL, ROWS, SPECS, STEPS, build
 
 import diveq.backends.jax as dq
 import diveq.reference as ref
 
-STEPS, ROWS, IN, DIM = 10, 12, 6, 4
-SF_OPTS: dict[str, Any] = {"skip_iters": 6, "avg_iters": 2, "rows_per_call": ROWS}
 KINDS = {
-    "diveq": lambda **kw: dq.DiVeQ(16, DIM, replacement_iters=3, **kw),
-    "sf": lambda **kw: dq.SFDiVeQ(4, DIM, **SF_OPTS, **kw),
-    "product": lambda **kw: dq.ProductDiVeQ(2, 8, DIM, replacement_iters=3, **kw),
-    "residual": lambda **kw: dq.ResidualDiVeQ(2, 8, DIM, replacement_iters=3, **kw),
-    "product_sf": lambda **kw: dq.ProductDiVeQ(
-        2, 8, DIM, space_filling=True, replacement_iters=3, **SF_OPTS, **kw
-    ),
-    "residual_sf": lambda **kw: dq.ResidualDiVeQ(
-        2, 8, DIM, space_filling=True, replacement_iters=3, **SF_OPTS, **kw
-    ),
-}
-INIT_CALL = 5
-# train-mode calls that may rewrite the codebook and that reset the counters
-EVENTS = {
-    "diveq": {3, 6, 9},
-    "sf": {INIT_CALL},
-    "product": {3, 6, 9},
-    "residual": {3, 6, 9},
-    "product_sf": {3, INIT_CALL},
-    "residual_sf": {3, INIT_CALL},
+    name: functools.partial(build, dq, name, **({"rows_per_call": ROWS} if "sf" in name else {}))
+    for name in SPECS
 }
 F32, BF16 = jnp.float32, jnp.bfloat16
 

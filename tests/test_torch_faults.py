@@ -11,6 +11,7 @@ The layers draw their noise from torch's default generator (``generator=None``),
 
 from __future__ import annotations
 
+import functools
 import io
 from typing import Any, NamedTuple
 
@@ -20,35 +21,13 @@ import pytest
 pytest.importorskip("torch")
 
 import torch
+from _fault_schedule import DIM, EVENTS, IN, INIT_CALL, ROWS, SPECS, STEPS, build
 from torch import nn
 
 import diveq.backends.torch as dq
 import diveq.reference as ref
 
-STEPS, ROWS, IN, DIM = 10, 12, 6, 4
-SF_OPTS: dict[str, Any] = {"skip_iters": 6, "avg_iters": 2}  # collect calls 4-5, init at 5
-KINDS = {
-    "diveq": lambda: dq.DiVeQ(16, DIM, replacement_iters=3),
-    "sf": lambda: dq.SFDiVeQ(4, DIM, **SF_OPTS),
-    "product": lambda: dq.ProductDiVeQ(2, 8, DIM, replacement_iters=3),
-    "residual": lambda: dq.ResidualDiVeQ(2, 8, DIM, replacement_iters=3),
-    "product_sf": lambda: dq.ProductDiVeQ(
-        2, 8, DIM, space_filling=True, replacement_iters=3, **SF_OPTS
-    ),
-    "residual_sf": lambda: dq.ResidualDiVeQ(
-        2, 8, DIM, space_filling=True, replacement_iters=3, **SF_OPTS
-    ),
-}
-INIT_CALL = 5
-# train-mode calls whose forward may rewrite the codebook (replacement or SF init)
-EVENTS = {
-    "diveq": {3, 6, 9},
-    "sf": {INIT_CALL},
-    "product": {3, 6, 9},
-    "residual": {3, 6, 9},
-    "product_sf": {3, INIT_CALL},
-    "residual_sf": {3, INIT_CALL},
-}
+KINDS = {name: functools.partial(build, dq, name) for name in SPECS}
 
 
 def _gen(seed: int) -> torch.Generator:
