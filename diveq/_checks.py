@@ -8,6 +8,7 @@ always runs them, and in the layers where they are cheap.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from array_api_compat import array_namespace, device, is_torch_array
@@ -17,10 +18,10 @@ __all__ = [
     "check_codebooks",
     "check_draw",
     "check_indices",
-    "check_same_device",
     "check_latents",
     "check_noise_std",
     "check_num_codes",
+    "check_same_device",
 ]
 
 
@@ -165,8 +166,9 @@ def check_draw(name: str, draw: Any, expected: tuple[int, ...], like: Any = None
 def check_indices(indices: Any, num_codes: Any = None, *, z: Any = None) -> None:
     """Raise unless ``indices`` is an integer array (of shape ``z.shape[:-1]`` given ``z``) and
     ``num_codes`` (when given) is an int ``>= 1``. Index values are not inspected (no sync)."""
-    if num_codes is not None and (isinstance(num_codes, bool) or not isinstance(num_codes, int)):
-        raise TypeError(f"`num_codes` must be an int; got {num_codes!r}")
+    integral = isinstance(num_codes, numbers.Integral) and not isinstance(num_codes, bool)
+    if num_codes is not None and not integral:
+        raise TypeError(f"`num_codes` must be a positive int; got {num_codes!r}")
     if num_codes is not None and num_codes < 1:
         raise ValueError(f"`num_codes` must be >= 1; got {num_codes}")
     xp = array_namespace(indices)
@@ -178,7 +180,7 @@ def check_indices(indices: Any, num_codes: Any = None, *, z: Any = None) -> None
     if z is not None:
         if _shape(indices) != _shape(z)[:-1]:
             raise ValueError(
-                f"`indices` must have shape z.shape[:-1] = {_shape(z)[:-1]}; got shape "
-                f"{_shape(indices)} (z.shape = {_shape(z)})"
+                f"`indices` must have shape {_shape(z)[:-1]}; got shape {_shape(indices)} "
+                f"(z.shape = {_shape(z)})"
             )
         check_same_device(z, indices=indices)

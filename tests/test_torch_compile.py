@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import diveq.backends.torch as dq  # noqa: E402
+from diveq.testing import OPS  # noqa: E402
 
 # array-api-compat's namespace lookup is lru_cached: dynamo traces through it and says so;
 # torch's own compile path touches the deprecated torch.jit.script_method.
@@ -72,17 +73,7 @@ def test_eval_compiles_to_one_graph():
     torch.testing.assert_close(out.values, want.values)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "diveq",
-        "sf_diveq",
-        "product_diveq",
-        "residual_diveq",
-        "product_sf_diveq",
-        "residual_sf_diveq",
-    ],
-)
+@pytest.mark.parametrize("name", [op.name for op in OPS if op.noise_std])
 def test_estimators_compile_to_one_graph_without_host_syncs(name):
     """``fullgraph=True`` fails on any graph break, and a host sync (``.item()``, ``.cpu()``,
     data-dependent Python control flow) is one: the estimators never leave the device."""

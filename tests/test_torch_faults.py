@@ -292,29 +292,16 @@ def _layout(width: int, k: int, scale: float = 1.0) -> torch.Tensor:
     return torch.stack([3 * e0, -3 * e0, 0 * e0, 30 * e1, *far]) * scale
 
 
+SF_DONOR: dict[str, Any] = {"space_filling": True, "skip_iters": 10, "avg_iters": 1}
 DONORS = {
     "diveq": lambda: dq.DiVeQ(16, 2, replacement_iters=2, perturb_eps=0.0),
     "product": lambda: dq.ProductDiVeQ(2, 16, 4, replacement_iters=2, perturb_eps=0.0),
     "residual": lambda: dq.ResidualDiVeQ(2, 16, 2, replacement_iters=2, perturb_eps=0.0),
     "product_sf": lambda: dq.ProductDiVeQ(
-        2,
-        16,
-        4,
-        space_filling=True,
-        skip_iters=10,
-        avg_iters=1,
-        replacement_iters=2,
-        perturb_eps=0.0,
+        2, 16, 4, replacement_iters=2, perturb_eps=0.0, **SF_DONOR
     ),
     "residual_sf": lambda: dq.ResidualDiVeQ(
-        2,
-        16,
-        2,
-        space_filling=True,
-        skip_iters=10,
-        avg_iters=1,
-        replacement_iters=2,
-        perturb_eps=0.0,
+        2, 16, 2, replacement_iters=2, perturb_eps=0.0, **SF_DONOR
     ),
 }
 

@@ -54,8 +54,8 @@ def work_dtype(xp: Any, *arrays: Array) -> Any:
     return xp.result_type(*(a.dtype for a in arrays), xp.float32)
 
 
-def row_scale(xp: Any, v: Array) -> tuple[Array, Array]:
-    """Per-row powers of two ``(s, 1 / s)`` with ``max |v_row| / s`` in ``[1, 2)``.
+def row_scale(xp: Any, v: Array) -> Array:
+    """Per-row inverse powers of two ``1 / s`` with ``max |v_row| / s`` in ``[1, 2)``.
 
     Norms computed on ``v / s`` neither overflow (float32 ``|v| > 1.8e19``) nor underflow
     (``|v| < 1e-19``), and since ``s`` is a power of two the scaling changes no rounding: in the
@@ -65,8 +65,7 @@ def row_scale(xp: Any, v: Array) -> tuple[Array, Array]:
     m = xp.max(xp.abs(v), axis=-1, keepdims=True)  # torch's ord=inf norm is 20x slower
     info = xp.finfo(v.dtype)
     m = xp.where(xp.isfinite(m), xp.clip(m, info.smallest_normal, None), 1.0)
-    e = xp.floor(xp.log2(m))
-    return 2.0**e, 2.0 ** (-e)
+    return 2.0 ** (-xp.floor(xp.log2(m)))
 
 
 def _l2(xp: Any, w: Array) -> Array:
@@ -84,7 +83,7 @@ def safe_norm(xp: Any, v: Array, sg: Callable[[Array], Array]) -> Array:
     larger than the gradient itself.
     """
     v0 = sg(v)
-    _, inv = row_scale(xp, v0)
+    inv = row_scale(xp, v0)
     w = v0 * inv  # max |w| in [1, 2), so ||w|| >= 1 unless v = 0
     return xp.sum(v * sg(w / xp.clip(_l2(xp, w), 1.0, None)), axis=-1, keepdims=True)
 
@@ -94,7 +93,7 @@ def unit(xp: Any, v: Array) -> Array:
 
     Computed on ``v / s`` (:func:`row_scale`), so finite for every finite ``v``.
     """
-    _, inv = row_scale(xp, v)
+    inv = row_scale(xp, v)
     w = v * inv
     return w / xp.maximum(_l2(xp, w), UNIT_EPS * inv)
 

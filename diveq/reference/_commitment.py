@@ -16,7 +16,7 @@ __all__ = ["commitment_loss", "commitment_loss_vjp"]
 
 def _args(z: Any, codebook: Any, indices: Any, beta: Any) -> tuple[v.F64, v.F64, v.I64, float]:
     zf, cf = v.codebook_args(z, codebook)
-    idx = v.integer_array("indices", indices, shape=zf.shape[:-1])
+    idx = v.indices(indices, z=zf)
     if np.any((idx < 0) | (idx >= cf.shape[0])):
         raise ValueError(
             f"`indices` must lie in [0, K) with K = {cf.shape[0]}; "

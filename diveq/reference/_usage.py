@@ -37,8 +37,8 @@ def code_usage(indices: ArrayLike, num_codes: int) -> v.I64:
     >>> code_usage([[0, 2], [2, -1]], 3)
     array([1, 0, 2])
     """
-    k = v.positive_int("num_codes", num_codes)
-    idx = v.integer_array("indices", indices).reshape(-1)
+    idx = v.indices(indices, num_codes).reshape(-1)
+    k = int(num_codes)
     if np.any(idx >= k):
         raise ValueError(f"`indices` must be < num_codes = {k}; got max {idx.max()}")
     return np.bincount(idx[idx >= 0], minlength=k).astype(np.int64)

@@ -31,6 +31,7 @@ __all__ = [
     "cotangent_arg",
     "finite",
     "floating_matrix",
+    "indices",
     "integer_array",
     "noise_std_value",
     "optional_draw",
@@ -163,13 +164,11 @@ def positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
-def integer_array(name: str, x: ArrayLike, *, shape: tuple[int, ...] | None = None) -> I64:
-    """Return ``x`` as int64 after checking its dtype is integer (not bool) and its shape."""
+def integer_array(name: str, x: ArrayLike) -> I64:
+    """Return ``x`` as int64 after checking its dtype is integer (not bool)."""
     arr = np.asarray(x)
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"`{name}` must have an integer dtype; got dtype {arr.dtype}")
-    if shape is not None and tuple(arr.shape) != tuple(shape):
-        raise ValueError(f"`{name}` must have shape {tuple(shape)}; got shape {tuple(arr.shape)}")
     return arr.astype(np.int64)
 
 
@@ -181,6 +180,14 @@ def real_number(name: str, value: Any, *, nonnegative: bool = False) -> float:
         what = "finite and >= 0" if nonnegative else "finite"
         raise ValueError(f"`{name}` must be {what}; got {value!r}")
     return float(value)
+
+
+def indices(x: ArrayLike, num_codes: int | None = None, *, z: F64 | None = None) -> I64:
+    """Return code indices as int64 after the shared checks (:func:`diveq._checks.check_indices`):
+    an integer dtype, ``num_codes`` an int ``>= 1``, and the shape ``z.shape[:-1]`` given ``z``."""
+    arr = np.asarray(x)
+    _checks.check_indices(arr, num_codes, z=z)
+    return arr.astype(np.int64)
 
 
 def counters(name: str, x: ArrayLike, num: int | None = None) -> I64:
