@@ -12,8 +12,15 @@ implementation by import path:
 
 from __future__ import annotations
 
-from diveq._types import Quantized, SFQuantized
+from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["Quantized", "SFQuantized", "__version__"]
+__all__ = [
+    "LayerDraws",
+    "LayerOutput",
+    "Quantized",
+    "SFLayerOutput",
+    "SFQuantized",
+    "__version__",
+]

@@ -37,3 +37,69 @@ class SFQuantized(NamedTuple):
     values: Any
     indices: Any
     weights: Any
+
+
+class LayerOutput(NamedTuple):
+    """What a layer call returns (every backend and the reference).
+
+    Attributes
+    ----------
+    values : array, shape ``z.shape``
+        Quantised latents in the dtype of ``z``; masked and non-finite rows are ``z`` unchanged.
+    indices : integer array
+        Selected codeword per row, shape ``z.shape`` without the feature axis (composites: plus
+        a trailing axis ``M``); ``-1`` for masked and non-finite rows.
+    perplexity : array, shape ()
+        Codebook perplexity of the call's valid rows (the mean over codebooks for composites).
+    """
+
+    values: Any
+    indices: Any
+    perplexity: Any
+
+
+class SFLayerOutput(NamedTuple):
+    """What a space-filling layer call returns: :class:`LayerOutput` plus ``weights``.
+
+    Attributes
+    ----------
+    values, indices, perplexity : array
+        As in :class:`LayerOutput`; ``indices`` are segment indices (``-1`` while a one-codebook
+        SF warm-up passes the input through).
+    weights : array, same shape as ``indices``
+        Position on the segment (the dither in training, the exact projection at inference);
+        ``0`` where ``indices`` is ``-1``. ``layer.decode(indices, weights)`` gives the point.
+    """
+
+    values: Any
+    indices: Any
+    perplexity: Any
+    weights: Any
+
+
+class LayerDraws(NamedTuple):
+    """Explicit random draws for one train-mode layer call (each field optional).
+
+    With the same draws, the same call gives the same result on every backend and on the
+    reference layers. A field left ``None`` is sampled by the backend in its own idiom; a field
+    the call does not need is ignored. ``N`` is the number of rows: the latents with the
+    feature axis moved last, flattened to ``(N, D)`` in C order.
+
+    Attributes
+    ----------
+    noise : array, optional
+        Standard-normal directional noise of the call's estimator: ``(N, D)``, or
+        ``(2, N, D)`` for a one-codebook space-filling layer.
+    dither : array, optional
+        SF dither in ``[0, 1)``: ``(K - 1,)``, or ``(M, K - 1)`` for composites.
+    donors : array, optional
+        Uniform draws in ``[0, 1)`` picking each dead code's donor at a replacement:
+        ``(K,)``, or ``(M, K)`` for composites.
+    perturbation : array, optional
+        Standard-normal perturbation of replaced codes: ``(K, D)``, or ``(M, K, D')``.
+    """
+
+    noise: Any = None
+    dither: Any = None
+    donors: Any = None
+    perturbation: Any = None
