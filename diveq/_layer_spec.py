@@ -12,10 +12,17 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LAYOUTS", "LayerSpec"]
+from array_api_compat import array_namespace
+
+from diveq._checks import check_latents
+
+__all__ = ["INITS", "LAYOUTS", "LayerSpec"]
 
 #: Codebook layouts: one ``(K, D)``; product ``(M, K, D / M)``; residual ``(M, K, D)``.
 LAYOUTS = ("single", "product", "residual")
+#: Codebook inits: ``"symmetric"`` is ``U(-1/K, 1/K)`` (the VQ-VAE convention), ``"positive"``
+#: is ``U[0, 1/K)`` (the official package and the paper's compression code).
+INITS = ("symmetric", "positive")
 
 
 def _int(name: str, value: Any, low: int, *, optional: bool = False) -> None:
@@ -65,6 +72,8 @@ class LayerSpec:
         ``avg_iters`` warm-up calls initialise the codebook(s) at call ``skip_iters - 1``.
     feature_axis : int
         Axis of ``z`` holding the features.
+    init : {"symmetric", "positive"}
+        Codebook init: ``U(-1/K, 1/K)`` or ``U[0, 1/K)`` elementwise.
     """
 
     layout: str
@@ -79,6 +88,7 @@ class LayerSpec:
     skip_iters: int = 1000
     avg_iters: int = 50
     feature_axis: int = -1
+    init: str = "symmetric"
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -112,6 +122,48 @@ class LayerSpec:
             self.feature_axis, numbers.Integral
         ):
             raise TypeError(f"`feature_axis` must be an int; got {self.feature_axis!r}")
+        if self.init not in INITS:
+            raise ValueError(f"`init` must be one of {INITS}; got {self.init!r}")
+
+    @property
+    def init_bounds(self) -> tuple[float, float]:
+        """``(low, high)`` of the uniform codebook init."""
+        bound = 1.0 / self.num_codes
+        return (-bound, bound) if self.init == "symmetric" else (0.0, bound)
+
+    # -- the input of a call -----------------------------------------------------------------
+    def check_input(self, z: Any, mask: Any = None) -> tuple[int, ...]:
+        """Check a call's latents (and mask) against the layer; return the rows' lead shape.
+
+        ``z`` must be a real floating array with ``dim`` features on ``feature_axis``; ``mask``
+        (optional) a bool array of the shape of ``z`` without that axis. Only shapes and dtypes
+        are read (no device synchronisation).
+        """
+        check_latents(z)
+        shape = tuple(int(s) for s in z.shape)
+        axis = self.feature_axis
+        if not -len(shape) <= axis < len(shape):
+            raise ValueError(f"`feature_axis` = {axis} is out of range for z.shape = {shape}")
+        axis %= len(shape)
+        if shape[axis] != self.dim:
+            hint = [j for j, s in enumerate(shape) if s == self.dim]
+            fix = (
+                f"; axis {hint[0]} has size {self.dim}: pass feature_axis={hint[0]}" if hint else ""
+            )
+            raise ValueError(
+                f"feature size mismatch: the layer has dim = {self.dim} but `z` has "
+                f"{shape[axis]} features on axis {self.feature_axis} (z.shape = {shape}){fix}"
+            )
+        lead = shape[:axis] + shape[axis + 1 :]
+        if mask is not None:
+            got = tuple(int(s) for s in getattr(mask, "shape", ()))
+            is_bool = array_namespace(mask).isdtype(mask.dtype, "bool")
+            if not is_bool or got != lead:
+                raise (ValueError if is_bool else TypeError)(
+                    f"`mask` must be a bool array of shape {lead} (z.shape = {shape} without "
+                    f"axis {self.feature_axis}); got dtype {mask.dtype} and shape {got}"
+                )
+        return lead
 
     # -- static facts ------------------------------------------------------------------------
     @property
