@@ -32,7 +32,7 @@ from dataclasses import KW_ONLY, dataclass
 from typing import ClassVar
 
 from diveq.backends.jax._config import Common, Replacement, Warmup
-from diveq.backends.jax._layer_codes import Layer
+from diveq.backends.jax._layer import Layer
 
 __all__ = ["DiVeQ", "ProductDiVeQ", "ResidualDiVeQ", "SFDiVeQ"]
 
@@ -82,9 +82,6 @@ class DiVeQ(Layer, Replacement, Common):
     num_codes: int
     dim: int
 
-    def _names(self) -> tuple[str, str | None, str]:
-        return "diveq", None, "quantize"
-
 
 @dataclass(frozen=True)
 class SFDiVeQ(Layer, Warmup, Common):
@@ -124,9 +121,6 @@ class SFDiVeQ(Layer, Warmup, Common):
     num_codes: int
     dim: int
 
-    def _names(self) -> tuple[str, str | None, str]:
-        return "sf_diveq", None, "sf_quantize"
-
 
 @dataclass(frozen=True)
 class _Composite(Layer, Replacement, Warmup, Common):
@@ -135,16 +129,6 @@ class _Composite(Layer, Replacement, Warmup, Common):
     dim: int
     _: KW_ONLY
     space_filling: bool = False
-
-    @property
-    def num_books(self) -> int:
-        return self.num_codebooks
-
-    def _names(self) -> tuple[str, str | None, str]:
-        kind = self.layout
-        if self.space_filling:
-            return f"{kind}_sf_diveq", f"{kind}_diveq", f"{kind}_sf_quantize"
-        return f"{kind}_diveq", None, f"{kind}_quantize"
 
 
 _COMPOSITE = """Parameters

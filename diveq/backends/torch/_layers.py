@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-from diveq.backends.torch._layer_base import Quantizer
+from diveq._layer_spec import LayerSpec
+from diveq.backends.torch._layer import Quantizer
 
 __all__ = ["DiVeQ", "SFDiVeQ"]
 
@@ -89,27 +90,26 @@ class DiVeQ(Quantizer):
         discard_threshold: float = 0.01,
         perturb_eps: float = 1e-9,
         feature_axis: int = -1,
+        codebook_init: str = "symmetric",
         chunk_size: int | None = None,
         device: Any = None,
         dtype: torch.dtype | None = None,
         process_group: Any = None,
     ) -> None:
-        super().__init__(
+        spec = LayerSpec(
+            "single",
             1,
             num_codes,
             dim,
-            space_filling=False,
             noise_std=noise_std,
             replacement_iters=replacement_iters,
             discard_threshold=discard_threshold,
             perturb_eps=perturb_eps,
-            skip_iters=0,
-            avg_iters=0,
             feature_axis=feature_axis,
-            chunk_size=chunk_size,
-            device=device,
-            dtype=dtype,
-            process_group=process_group,
+            codebook_init=codebook_init,
+        )
+        super().__init__(
+            spec, chunk_size=chunk_size, device=device, dtype=dtype, process_group=process_group
         )
 
 
@@ -182,25 +182,25 @@ class SFDiVeQ(Quantizer):
         skip_iters: int = 1000,
         avg_iters: int = 50,
         feature_axis: int = -1,
+        codebook_init: str = "symmetric",
         chunk_size: int | None = None,
         device: Any = None,
         dtype: torch.dtype | None = None,
         process_group: Any = None,
     ) -> None:
-        super().__init__(
+        spec = LayerSpec(
+            "single",
             1,
             num_codes,
             dim,
             space_filling=True,
             noise_std=noise_std,
             replacement_iters=None,
-            discard_threshold=0.0,
-            perturb_eps=0.0,
             skip_iters=skip_iters,
             avg_iters=avg_iters,
             feature_axis=feature_axis,
-            chunk_size=chunk_size,
-            device=device,
-            dtype=dtype,
-            process_group=process_group,
+            codebook_init=codebook_init,
+        )
+        super().__init__(
+            spec, chunk_size=chunk_size, device=device, dtype=dtype, process_group=process_group
         )
