@@ -275,4 +275,3 @@ class Layer:
         """
         check_state(self.spec, state)
         return step.decode(self.spec, state.codebooks, indices, weights)
-

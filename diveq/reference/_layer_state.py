@@ -103,7 +103,7 @@ def check_state(spec: LayerSpec, state: Any) -> None:
 
 
 def collects(spec: LayerSpec, c: int) -> bool:
-    """Whether train-mode call ``c`` keeps its rows: ``skip_iters - avg_iters <= c < skip_iters``."""
+    """Whether call ``c`` keeps its rows: ``skip_iters - avg_iters <= c < skip_iters``."""
     return spec.warmup and spec.skip_iters - spec.avg_iters <= c < spec.skip_iters
 
 

@@ -7,6 +7,7 @@ invalid rows keep ``x`` with index ``-1`` and weight ``0``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -40,7 +41,7 @@ from diveq.reference._usage import perplexity
 __all__ = ["Rows", "decode", "estimate", "phase", "resolve_draws", "rows", "vjp_rows"]
 
 #: The estimator and its VJP per (layout, kind of a train-mode call).
-TRAIN = {
+TRAIN: dict[tuple[str, str], tuple[Callable[..., Any], Callable[..., Any]]] = {
     ("single", "diveq"): (diveq, diveq_vjp),
     ("product", "diveq"): (product_diveq, product_diveq_vjp),
     ("residual", "diveq"): (residual_diveq, residual_diveq_vjp),
@@ -49,7 +50,7 @@ TRAIN = {
     ("residual", "sf"): (residual_sf_diveq, residual_sf_diveq_vjp),
 }
 #: The hard inference per (layout, space_filling).
-INFER = {
+INFER: dict[tuple[str, bool], Callable[..., Any]] = {
     ("single", False): quantize,
     ("product", False): product_quantize,
     ("residual", False): residual_quantize,
@@ -169,7 +170,7 @@ def assemble(spec: LayerSpec, r: Rows, est: tuple[v.F64, v.I64, v.F64]) -> tuple
     values[r.valid], idx[r.valid], weights[r.valid] = est
     perp = np.mean([perplexity(idx[:, m], spec.num_codes) for m in range(m_books)])
     values = np.moveaxis(values.reshape(r.moved), -1, spec.feature_axis)
-    lead = r.lead + (m_books,) if spec.composite else r.lead
+    lead = (*r.lead, m_books) if spec.composite else r.lead
     return values, idx.reshape(lead), weights.reshape(lead), np.asarray(perp)
 
 
