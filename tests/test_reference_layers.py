@@ -147,6 +147,10 @@ def test_composite_sf_warmup_runs_diveq_with_replacement_then_initialises_per_co
         np.testing.assert_array_equal(out.values, exp.values)
         np.testing.assert_array_equal(out.indices, exp.indices)
         assert isinstance(out, ref.SFLayerOutput) and not out.weights.any()
+        # warm-up indices are codeword indices (K - 1 included): they decode to the target
+        hard = (ref.product_quantize if product else ref.residual_quantize)(z, state.codebooks)
+        decoded = layer.decode(state, out.indices, out.weights)
+        np.testing.assert_allclose(decoded, hard.values, rtol=1e-12, atol=1e-15)
         if c >= 2:  # the per-codebook latents, with this call's codebooks (before replacement)
             x = (
                 z.reshape(4, 2, w)
@@ -358,6 +362,8 @@ def test_call_errors():
         layer.apply(state, z, draws=LayerDraws(dither=np.ones(2)), rng=RNG)
     with pytest.raises(ValueError, match=r"needs `draws\.dither` of shape \(2,\)"):
         layer.apply(state, z)
+    with pytest.raises(TypeError, match="LayerDraws"):
+        layer.apply(state, z, draws={"dither": np.zeros(2)}, rng=RNG)
     with pytest.raises(ValueError, match=r"draws\.noise"):
         layer.vjp(state, z, z, draws=LayerDraws(dither=np.zeros(2)))
     with pytest.raises(ValueError, match="feature size mismatch"):
@@ -381,8 +387,10 @@ def test_decode_errors():
         sf.decode(s_sf, np.zeros((5, 2), np.int64))
     with pytest.raises(ValueError, match=r"\(\.\.\., 2\).*\(5,\)"):
         sf.decode(s_sf, np.zeros(5, np.int64), np.zeros(5))
-    with pytest.raises(ValueError, match=r"\[-1, 2\)"):
-        sf.decode(s_sf, np.full((5, 2), 2), np.zeros((5, 2)))
+    with pytest.raises(ValueError, match=r"\[-1, 3\)"):
+        sf.decode(s_sf, np.full((5, 2), 3), np.zeros((5, 2)))
+    last = sf.decode(s_sf, np.full((1, 2), 2), np.zeros((1, 2)))  # a warm-up codeword index
+    np.testing.assert_array_equal(last[0], s_sf.codebooks[:, 2].reshape(-1))
     with pytest.raises(ValueError, match="only for space-filling"):
         dq.decode(s_dq, np.zeros(5, np.int64), np.zeros(5))
     with pytest.raises(TypeError, match="integer"):

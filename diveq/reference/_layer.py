@@ -257,7 +257,8 @@ class Layer:
             ``M``. ``-1`` entries decode to zeros.
         weights : array_like, optional
             Required by space-filling layers (their positions on the segments), refused by
-            DiVeQ layers.
+            DiVeQ layers. Index ``K - 1`` (a codeword index, which only a composite warm-up
+            call returns, with weight ``0``) decodes to ``c_{K-1}``.
 
         Returns
         -------

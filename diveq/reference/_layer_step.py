@@ -14,6 +14,7 @@ import numpy as np
 
 from diveq import _checks
 from diveq._layer_spec import LayerSpec
+from diveq._types import LayerDraws
 from diveq.reference import _validate as v
 from diveq.reference._composite import (
     product_diveq,
@@ -38,7 +39,17 @@ from diveq.reference._search import quantize, sf_quantize
 from diveq.reference._sf_diveq import sf_diveq, sf_diveq_vjp
 from diveq.reference._usage import perplexity
 
-__all__ = ["Rows", "decode", "estimate", "phase", "resolve_draws", "rows", "vjp_rows"]
+__all__ = [
+    "Rows",
+    "assemble",
+    "decode",
+    "draw_shapes",
+    "estimate",
+    "phase",
+    "resolve_draws",
+    "rows",
+    "vjp_rows",
+]
 
 #: The estimator and its VJP per (layout, kind of a train-mode call).
 TRAIN: dict[tuple[str, str], tuple[Callable[..., Any], Callable[..., Any]]] = {
@@ -116,10 +127,12 @@ def draw_shapes(
 def resolve_draws(shapes: dict[str, tuple[int, ...]], draws: Any, rng: Any, why: str) -> dict:
     """The needed draws: given ones checked (shape, dtype, finite, range), missing ones sampled
     from ``rng`` in the order of ``shapes``."""
-    given = draws if draws is not None else ()
+    if draws is not None and not isinstance(draws, LayerDraws):
+        raise TypeError(f"`draws` must be a LayerDraws or None; got {type(draws).__name__}")
+    given = draws if draws is not None else LayerDraws()
     out, gen = {}, None
     for name, shape in shapes.items():
-        draw = getattr(given, name, None)
+        draw = getattr(given, name)
         if draw is not None:
             out[name] = v.optional_draw(f"draws.{name}", draw, shape, unit_interval=name in UNIFORM)
             continue
@@ -204,10 +217,9 @@ def decode(spec: LayerSpec, books: v.F64, indices: Any, weights: Any) -> v.F64:
         )
     if not spec.space_filling and weights is not None:
         raise ValueError("`weights` are only for space-filling layers; got weights for DiVeQ")
-    high = k - 1 if spec.space_filling else k
-    if idx.size and (idx.min() < -1 or idx.max() >= high):
+    if idx.size and (idx.min() < -1 or idx.max() >= k):
         raise ValueError(
-            f"`indices` must lie in [-1, {high}); got values in [{idx.min()}, {idx.max()}]"
+            f"`indices` must lie in [-1, {k}); got values in [{idx.min()}, {idx.max()}]"
         )
     lead = idx.shape[:-1] if spec.composite else idx.shape
     ir = idx.reshape(-1, m_books)
@@ -221,8 +233,9 @@ def decode(spec: LayerSpec, books: v.F64, indices: Any, weights: Any) -> v.F64:
         j = np.where(used, ir[:, m], 0)
         part = books[m][j]
         if spec.space_filling:
-            # the point formula of sf_quantize: c_j + t (c_{j+1} - c_j), c_{j+1} itself at t = 1
-            t, nxt = wr[:, m : m + 1], books[m][j + 1]
+            # the point formula of sf_quantize: c_j + t (c_{j+1} - c_j), c_{j+1} itself at t = 1;
+            # index K - 1 (a codeword of a composite warm-up call, weight 0) is c_{K-1}
+            t, nxt = wr[:, m : m + 1], books[m][np.minimum(j + 1, k - 1)]
             part = np.where(t >= 1.0, nxt, part + t * (nxt - part))
         part = np.where(used[:, None], part, 0.0)
         if spec.layout == "product":

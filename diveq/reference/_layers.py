@@ -8,16 +8,10 @@ torch and JAX layers are checked against them with identical explicit draws.
 
 from __future__ import annotations
 
-import numpy as np
-
 from diveq._layer_spec import LayerSpec
-from diveq._types import LayerDraws
 from diveq.reference._layer import Layer
 
 __all__ = ["DiVeQ", "ProductDiVeQ", "ResidualDiVeQ", "SFDiVeQ"]
-
-# doctest namespace
-_EXAMPLE_NAMES = (np, LayerDraws)
 
 
 class DiVeQ(Layer):
@@ -45,6 +39,8 @@ class DiVeQ(Layer):
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from diveq.reference import DiVeQ
     >>> layer = DiVeQ(2, 1, noise_std=0.0)
     >>> state = layer.init([[0.0], [1.0]])
     >>> out, state = layer.apply(state, np.array([[0.75], [0.5], [0.25]]))
@@ -106,6 +102,8 @@ class SFDiVeQ(Layer):
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from diveq.reference import LayerDraws, SFDiVeQ
     >>> layer = SFDiVeQ(2, 1, noise_std=0.0, skip_iters=3, avg_iters=2)
     >>> state = layer.init(rng=np.random.default_rng(0))
     >>> out, state = layer.apply(state, np.array([[0.0], [1.0]]))
@@ -229,6 +227,8 @@ class ProductDiVeQ(_Composite):
         + """
     Examples
     --------
+    >>> import numpy as np
+    >>> from diveq.reference import ProductDiVeQ
     >>> layer = ProductDiVeQ(2, 2, 2, noise_std=0.0)
     >>> state = layer.init([[[0.0], [1.0]], [[0.0], [2.0]]])
     >>> enc = layer.encode(state, np.array([[0.9, 0.1]]))
@@ -250,6 +250,8 @@ class ResidualDiVeQ(_Composite):
         + """
     Examples
     --------
+    >>> import numpy as np
+    >>> from diveq.reference import ResidualDiVeQ
     >>> layer = ResidualDiVeQ(2, 2, 1, noise_std=0.0)
     >>> state = layer.init([[[0.0], [1.0]], [[0.0], [0.5]]])
     >>> out, state = layer.apply(state, np.array([[1.4]]), train=False)
