@@ -341,7 +341,7 @@ def test_feature_axis_1_is_the_channels_last_call_moved(kind):
         (lambda: ref.DiVeQ(2, 2, noise_std=-1.0), ValueError, "noise_std"),
         (lambda: ref.DiVeQ(2, 2, replacement_iters=0), ValueError, "replacement_iters"),
         (lambda: ref.SFDiVeQ(2, 2, avg_iters=0), ValueError, "avg_iters"),
-        (lambda: ref.ResidualDiVeQ(2, 2, 2, init="normal"), ValueError, "init"),
+        (lambda: ref.ResidualDiVeQ(2, 2, 2, codebook_init="normal"), ValueError, "init"),
         (lambda: ref.DiVeQ(2, 2.0), TypeError, "dim"),
     ],
 )

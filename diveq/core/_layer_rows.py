@@ -77,11 +77,10 @@ def decode_rows(
     ``like``, the latents)."""
     ok = idx >= 0
     dt = work_dtype(xp, *(a for a in (books, weights, like) if a is not None))
-    limit = spec.num_codes - 2 if spec.space_filling else spec.num_codes - 1
     parts = []
     for j in range(spec.num_codebooks):
         book = cast(xp, books[j, ...], dt)
-        safe = xp.clip(idx[:, j], 0, limit)
+        safe = xp.clip(idx[:, j], 0, spec.num_codes - 1)
         if weights is None:
             part = xp.take(book, safe, axis=0)
         else:

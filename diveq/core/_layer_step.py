@@ -113,8 +113,8 @@ class LayerOps:
     bincount: Callable[[Array, int], Array] | None = None
     reduce_counts: Callable[[Array], Array] = _keep
     broadcast_books: Callable[[Array], Array] = _keep
-    collect: Callable[..., Any] | None = None
-    warmup_rows: Callable[[Any], tuple[Array, Array]] | None = None
+    collect: Callable[..., Any] = _keep
+    warmup_rows: Callable[[Any], tuple[Array, Array]] = _keep
     clear_warmup: Callable[[Any], Any] = _keep
     require_rows: Callable[[Any, Callable[[int], str]], None] = lambda count, message: None
 
@@ -332,7 +332,7 @@ def advance(
                 books[j, ...],
                 hits[j, ...],
                 used[j, ...],
-                replacement_iters=spec.replacement_iters,
+                replacement_iters=int(spec.replacement_iters or 1),
                 discard_threshold=spec.discard_threshold,
                 perturb_eps=spec.perturb_eps,
                 uniform=donors[j, ...],

@@ -98,8 +98,10 @@ def project_rows(
 
 
 def segment_point(xp: Any, codebook: Array, i: Array, t: Array) -> Array:
-    """``c_i + t (c_{i+1} - c_i)``, exactly ``c_{i+1}`` at ``t = 1``."""
-    a, b = xp.take(codebook, i, axis=0), xp.take(codebook, i + 1, axis=0)
+    """``c_i + t (c_{i+1} - c_i)``, exactly ``c_{i+1}`` at ``t = 1``; the last vertex
+    ``i = K - 1`` (a codeword index, as a composite SF warm-up returns) decodes to ``c_i``."""
+    last = codebook.shape[0] - 1
+    a, b = xp.take(codebook, i, axis=0), xp.take(codebook, xp.clip(i + 1, None, last), axis=0)
     t = t[:, None]
     return xp.where(t >= 1.0, b, a + t * (b - a))
 

@@ -43,7 +43,8 @@ class Layer:
             composites (real floating, finite; copied).
         rng : numpy.random.Generator, optional
             Draws the codebook elementwise uniform in ``[low, high)`` of ``spec.init_bounds``
-            (``(-1/K, 1/K)`` for ``init="symmetric"``, ``[0, 1/K)`` for ``"positive"``) when
+            (``(-1/K, 1/K)`` for ``codebook_init="symmetric"``, ``[0, 1/K)`` for
+            ``"positive"``) when
             ``codebook`` is not given.
 
         Returns

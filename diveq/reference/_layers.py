@@ -34,7 +34,7 @@ class DiVeQ(Layer):
         Scale of the standard-normal perturbation added to a replaced code.
     feature_axis : int, default -1
         Axis of ``z`` holding the features.
-    init : {"symmetric", "positive"}, default "symmetric"
+    codebook_init : {"symmetric", "positive"}, default "symmetric"
         Codebook drawn by :meth:`init`: ``U(-1/K, 1/K)`` or ``U[0, 1/K)`` elementwise.
 
     Examples
@@ -58,7 +58,7 @@ class DiVeQ(Layer):
         discard_threshold: float = 0.01,
         perturb_eps: float = 1e-9,
         feature_axis: int = -1,
-        init: str = "symmetric",
+        codebook_init: str = "symmetric",
     ) -> None:
         self.spec = LayerSpec(
             "single",
@@ -70,7 +70,7 @@ class DiVeQ(Layer):
             discard_threshold=discard_threshold,
             perturb_eps=perturb_eps,
             feature_axis=feature_axis,
-            init=init,
+            codebook_init=codebook_init,
         )
 
 
@@ -92,7 +92,7 @@ class SFDiVeQ(Layer):
         ``A``: the rows of calls ``S - A .. S - 1`` initialise the codebook at call ``S - 1``.
     feature_axis : int, default -1
         Axis of ``z`` holding the features.
-    init : {"symmetric", "positive"}, default "symmetric"
+    codebook_init : {"symmetric", "positive"}, default "symmetric"
         Codebook drawn by :meth:`init`: ``U(-1/K, 1/K)`` or ``U[0, 1/K)`` elementwise.
 
     Notes
@@ -127,7 +127,7 @@ class SFDiVeQ(Layer):
         skip_iters: int = 1000,
         avg_iters: int = 50,
         feature_axis: int = -1,
-        init: str = "symmetric",
+        codebook_init: str = "symmetric",
     ) -> None:
         self.spec = LayerSpec(
             "single",
@@ -140,7 +140,7 @@ class SFDiVeQ(Layer):
             skip_iters=skip_iters,
             avg_iters=avg_iters,
             feature_axis=feature_axis,
-            init=init,
+            codebook_init=codebook_init,
         )
 
 
@@ -195,7 +195,7 @@ class _Composite(Layer):
         skip_iters: int = 1000,
         avg_iters: int = 50,
         feature_axis: int = -1,
-        init: str = "symmetric",
+        codebook_init: str = "symmetric",
     ) -> None:
         self.spec = LayerSpec(
             self.layout,
@@ -210,7 +210,7 @@ class _Composite(Layer):
             skip_iters=skip_iters,
             avg_iters=avg_iters,
             feature_axis=feature_axis,
-            init=init,
+            codebook_init=codebook_init,
         )
 
 

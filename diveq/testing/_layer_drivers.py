@@ -55,7 +55,7 @@ class LayerDriver:
     def build(self, cls: str, args: tuple, options: dict, codebook: np.ndarray) -> Any:
         raise NotImplementedError
 
-    def call(self, handle, z, mask, draws, train, cotangent) -> Result:  # noqa: ANN001
+    def call(self, handle, z, mask, draws, train, cotangent) -> Result:
         raise NotImplementedError
 
     def state(self, handle: Any) -> dict[str, np.ndarray]:

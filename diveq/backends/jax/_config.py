@@ -53,6 +53,8 @@ class Config:
 
     layout: ClassVar[str] = "single"
     spec: LayerSpec
+    axis_name: Hashable | None
+    dtype: Any
 
     @property
     def num_books(self) -> int:

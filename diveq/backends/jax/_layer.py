@@ -122,7 +122,7 @@ class Layer(Config):
             collect=lambda store, call, latents, valid: warm.collect(
                 spec, self._rows_per_call(), store, call, latents, valid
             ),
-            warmup_rows=lambda store: warm.gather(*store, spec.warmup_slots, axis),
+            warmup_rows=lambda store: warm.gather(store[0], store[1], spec.warmup_slots, axis),
             clear_warmup=lambda store: tuple(jnp.zeros_like(x) for x in store),
         )
 

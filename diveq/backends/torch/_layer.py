@@ -45,6 +45,13 @@ def _require_rows(count: torch.Tensor, message: Any, num_codes: int) -> None:
         raise ValueError(message(found))
 
 
+def _in_place(collective: Any, group: Any, tensor: torch.Tensor) -> torch.Tensor:
+    """Run an in-place collective over ``group`` (none without one); return the tensor."""
+    if group is not None:
+        collective(tensor, group)
+    return tensor
+
+
 def _bincount(x: torch.Tensor, length: int) -> torch.Tensor:
     return torch.bincount(x, minlength=length)
 
@@ -154,8 +161,8 @@ class Quantizer(nn.Module):
             function=function,
             stop_gradient=torch.Tensor.detach,
             bincount=_bincount,
-            reduce_counts=lambda c: (all_reduce_sum(c, group), c)[1] if group else c,
-            broadcast_books=lambda b: (broadcast_from_first(b, group), b)[1] if group else b,
+            reduce_counts=functools.partial(_in_place, all_reduce_sum, group),
+            broadcast_books=functools.partial(_in_place, broadcast_from_first, group),
             collect=lambda store, call, latents, valid: store.append(latents, valid),
             warmup_rows=lambda store: store.rows_and_valid(self._books(), group),
             clear_warmup=lambda store: store.clear(),
