@@ -1,4 +1,4 @@
-"""When the layers' training state changes (SPEC section 7), as pure functions of the call count.
+"""When the layers' training state changes, as pure functions of the call count.
 
 ``call`` is the 1-based index of the current train-mode call. Every function works on Python
 ints (the torch layers keep the count on the host, so no device sync) and on integer arrays (the

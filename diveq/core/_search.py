@@ -88,7 +88,7 @@ def project_rows(
         t = xp.where(has_len, xp.clip(num / ee_safe, 0.0, 1.0), 0.0)
         inner = vertex[:, :-1] - 2.0 * t * num + t * t * ee
         # A projection clipped to a vertex scores exactly that vertex's distance, so a vertex
-        # shared by two segments is an exact tie and the first segment wins (SPEC section 4).
+        # shared by two segments is an exact tie and the first segment wins.
         dist = xp.where(t >= 1.0, vertex[:, 1:], xp.where(t <= 0.0, vertex[:, :-1], inner))
         i = xp.argmin(dist, axis=-1)
         flat = xp.arange(zb.shape[0], dtype=i.dtype, device=device(zb)) * segs + i

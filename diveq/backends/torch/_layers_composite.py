@@ -19,7 +19,8 @@ _DOC = """{what}
     ``space_filling=True`` the first ``skip_iters - 1`` train-mode calls run composite DiVeQ
     (with replacement); at call ``skip_iters - 1`` each codebook is initialised from its own
     {latents} of the last ``avg_iters`` calls, as :class:`SFDiVeQ` does, and SF training starts.
-    Semantics: :mod:`diveq.reference` (SPEC sections 5 and 7).
+    Semantics: the reference layers :class:`diveq.reference.ProductDiVeQ` and
+    :class:`diveq.reference.ResidualDiVeQ` (checked by :func:`diveq.testing.check_layers`).
 
     Parameters
     ----------
@@ -42,6 +43,9 @@ _DOC = """{what}
         The SF warm-up schedule (``space_filling=True`` only).
     feature_axis : int, default -1
         Axis of ``z`` holding the features.
+    codebook_init : {"symmetric", "positive"}, default "symmetric"
+        Codebook init: ``U(-1/K, 1/K)`` (the VQ-VAE convention) or ``U[0, 1/K)`` (the official
+        package and the paper's compression code), elementwise.
     chunk_size : int, optional
         Rows per search tile.
     device, dtype : optional
