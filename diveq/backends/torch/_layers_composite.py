@@ -43,7 +43,7 @@ _DOC = """{what}
         The SF warm-up schedule (``space_filling=True`` only).
     feature_axis : int, default -1
         Axis of ``z`` holding the features.
-    codebook_init : {"symmetric", "positive"}, default "symmetric"
+    codebook_init : {{"symmetric", "positive"}}, default "symmetric"
         Codebook init: ``U(-1/K, 1/K)`` (the VQ-VAE convention) or ``U[0, 1/K)`` (the official
         package and the paper's compression code), elementwise.
     chunk_size : int, optional
