@@ -6,6 +6,7 @@ that imports here; a new backend plugs in through an adapter, not new tests.
 
 from __future__ import annotations
 
+import functools
 import os
 
 # XLA's CPU backend optimisation costs compile time the many small test shapes never repay.
@@ -14,7 +15,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 import pytest
 from hypothesis import HealthCheck, settings
 
-from diveq.testing import available_adapters
+from diveq.testing import available_adapters, driver_for
 
 settings.register_profile(
     "ci",
@@ -72,3 +73,21 @@ def diff_backend(request: pytest.FixtureRequest):
 def sampling_backend(request: pytest.FixtureRequest):
     """Each available implementation that samples its own draws (generator= / key=)."""
     return request.param
+
+
+#: layer driver name -> the framework it needs
+LAYER_DRIVERS = {"torch": "torch", "jax": "jax", "jax-jit": "jax"}
+
+
+@pytest.fixture(scope="session", params=list(LAYER_DRIVERS))
+def layer(request: pytest.FixtureRequest):
+    """Each backend's layer driver (:func:`diveq.testing.driver_for`); a missing framework is a
+    visible skip. A module narrows the list with ``pytest.mark.parametrize("layer", names,
+    indirect=True)``."""
+    pytest.importorskip(LAYER_DRIVERS[request.param])
+    return _layer_driver(request.param)
+
+
+@functools.cache
+def _layer_driver(name: str):
+    return driver_for(name)  # one per session: JAX keeps its compiled steps there
