@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pytest
 from _fuzz_common import (
-    ADAPTERS,
     NOISE_STDS,
     _examples,
     _finite,
@@ -24,6 +23,8 @@ from _fuzz_common import (
     leads,
 )
 from hypothesis import strategies as st
+
+from diveq.testing import LayerDriver
 
 #: Train-mode calls per example: SF warm-ups with ``skip_iters <= 3`` end within them.
 TRAIN_CALLS = 4
@@ -66,6 +67,7 @@ class LayerCase:
     k: int
     d: int
     options: dict[str, Any]
+    codebook: np.ndarray  # the initial one, U(-1/K, 1/K) in the layer's layout
     zs: list[np.ndarray]
     masks: list[np.ndarray | None]
     cotangents: list[np.ndarray]
@@ -126,6 +128,9 @@ def layer_cases(draw: Any, kind: LayerKind, few_shapes: bool) -> LayerCase:
     p_bad = draw(st.sampled_from([0.0, 0.2, 0.5]))
     seed = draw(st.integers(0, 2**31 - 1))
     rng = np.random.default_rng(seed)
+    width = d // m if kind.cls == "ProductDiVeQ" else d
+    shape = (m, k, width) if kind.composite else (k, d)
+    codebook = rng.uniform(-1 / k, 1 / k, shape)
     zs, masks, cots = [], [], []
     rows = int(np.prod(lead))
     for _ in range(TRAIN_CALLS + 1):
@@ -135,108 +140,16 @@ def layer_cases(draw: Any, kind: LayerKind, few_shapes: bool) -> LayerCase:
         zs.append(z.reshape(*lead, d).astype(np.float32))
         masks.append(None if p_mask is None else (rng.random(rows) >= p_mask).reshape(lead))
         cots.append(rng.standard_normal((*lead, d)).astype(np.float32))
-    return LayerCase(kind, m, k, d, options, zs, masks, cots, seed, exponent, lead)
-
-
-class TorchLayer:
-    """Drives a torch layer: forward, ``sum(values * cotangent)`` backward, an SGD step."""
-
-    backend = "torch"
-    compiles = False
-
-    def __init__(self, case: LayerCase) -> None:
-        import torch
-
-        import diveq.backends.torch as dq
-
-        self.torch = torch
-        with torch.random.fork_rng():
-            torch.manual_seed(case.seed)
-            self.layer = getattr(dq, case.kind.cls)(*case.args(), **case.options)
-        self.opt = torch.optim.SGD(self.layer.parameters(), lr=LR)
-
-    def codebook(self) -> np.ndarray:
-        (param,) = self.layer.parameters()
-        return param.detach().numpy().copy()
-
-    def step(self, case: LayerCase, call: int, *, train: bool) -> tuple[np.ndarray, ...]:
-        """Values, indices and (train mode) the latent gradient of call ``call`` (0-based)."""
-        torch = self.torch
-        z = torch.from_numpy(case.zs[call]).requires_grad_(train)
-        mask = case.masks[call]
-        mask_t = None if mask is None else torch.from_numpy(np.asarray(mask))
-        generator = torch.Generator().manual_seed(case.seed + call)
-        self.layer.train(train)
-        if not train:
-            with torch.no_grad():
-                out = self.layer(z, mask_t, generator=generator)
-            return out.values.numpy(), out.indices.numpy()
-        self.opt.zero_grad()
-        out = self.layer(z, mask_t, generator=generator)
-        keep = torch.from_numpy(np.asarray(case.valid(call)))[..., None]
-        cot = torch.from_numpy(case.cotangents[call])
-        (torch.where(keep, out.values, 0.0) * cot).sum().backward()
-        self.opt.step()
-        assert z.grad is not None
-        return out.values.detach().numpy(), out.indices.numpy(), z.grad.numpy()
-
-
-class JaxLayer:
-    """Drives a JAX layer eagerly: ``apply``, ``jax.value_and_grad``, a plain gradient step."""
-
-    backend = "jax"
-    compiles = True
-
-    def __init__(self, case: LayerCase) -> None:
-        import jax
-
-        import diveq.backends.jax as dq
-
-        self.jax, self.dq = jax, dq
-        options = dict(case.options)
-        if case.kind.space_filling:  # the static warm-up buffer holds this many rows per call
-            options["rows_per_call"] = max(1, int(np.prod(case.lead)))
-        self.layer = getattr(dq, case.kind.cls)(*case.args(), **options)
-        self.state = self.layer.init(jax.random.key(case.seed))
-
-    def codebook(self) -> np.ndarray:
-        return np.asarray(self.dq.split_params(self.state)[0])
-
-    def step(self, case: LayerCase, call: int, *, train: bool) -> tuple[np.ndarray, ...]:
-        """Values, indices and (train mode) the latent gradient of call ``call`` (0-based)."""
-        jax, dq, jnp = self.jax, self.dq, self.jax.numpy
-        z = jnp.asarray(case.zs[call])
-        mask = case.masks[call]
-        mask_j = None if mask is None else jnp.asarray(mask)
-        if not train:
-            out, state = self.layer.apply(self.state, z, mask=mask_j, train=False)
-            assert state is self.state
-            return np.asarray(out.values), np.asarray(out.indices)
-        params, rest = dq.split_params(self.state)
-        keep = jnp.asarray(case.valid(call))[..., None]
-        cot = jnp.asarray(case.cotangents[call])
-        key = jax.random.key(case.seed + call)
-
-        def loss(book: Any, x: Any) -> Any:
-            out, new = self.layer.apply(dq.merge_params(book, rest), x, key=key, mask=mask_j)
-            return jnp.sum(jnp.where(keep, out.values, 0.0) * cot), (out, new)
-
-        grad = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)
-        (_, (out, new)), (dbook, dz) = grad(params, z)
-        book, rest = dq.split_params(new)  # replacement / warm-up init may have moved rows
-        self.state = dq.merge_params(book - LR * dbook, rest)
-        return np.asarray(out.values), np.asarray(out.indices), np.asarray(dz)
-
-
-LAYER_DRIVERS = [d for d in (TorchLayer, JaxLayer) if d.backend in {a.name for a in ADAPTERS}]
+    return LayerCase(kind, m, k, d, options, codebook, zs, masks, cots, seed, exponent, lead)
 
 
 def _check_layer_output(
-    case: LayerCase, call: int, values: np.ndarray, indices: np.ndarray, high: int, what: str
+    case: LayerCase, call: int, out: dict[str, np.ndarray], high: int, what: str
 ) -> None:
     """Bad rows unchanged with index -1; valid rows finite with indices in ``[0, high)``
     (``high = 0``: an SF warm-up call, not quantised, every index -1)."""
     z, valid = case.zs[call], case.valid(call)
+    values, indices = out["values"], out["indices"]
     if values.shape != z.shape or values.dtype != z.dtype:
         raise AssertionError(f"{what}: values {values.dtype} {values.shape} for z {z.shape}")
     if not np.array_equal(values[~valid], z[~valid], equal_nan=True):
@@ -255,32 +168,40 @@ def _check_layer_output(
         raise AssertionError(f"{what}: valid rows' indices outside [0, {high}): {good!r}")
 
 
-def check_layer(driver: Any, case: LayerCase) -> None:
-    """Train calls (SF warm-up included) then eval: -1 exactly on bad rows, all finite."""
-    layer = driver(case)
-    what = f"{driver.backend}.{case.kind.id}{case.args()} {case.options} 10**{case.exponent}"
+def check_layer(driver: LayerDriver, case: LayerCase) -> None:
+    """Train calls (SF warm-up included), each with a gradient step, then eval: -1 exactly on
+    bad rows, all finite, and eval changes no state."""
+    options = {**case.options, "dtype": "float32"}
+    handle = driver.build(case.kind.cls, case.args(), options, case.codebook, seed=case.seed)
+    what = f"{driver.name}.{case.kind.id}{case.args()} {case.options} 10**{case.exponent}"
     failing = case.warmup_failure()
     for call in range(TRAIN_CALLS):
         where = f"{what} train call {call + 1}"
+        z, mask = case.zs[call], case.masks[call]
+        cot = np.where(case.valid(call)[..., None], case.cotangents[call], 0)
         if call + 1 == failing:  # too few valid rows to initialise: a clear error
             with pytest.raises(ValueError, match="SF warm-up needs at least K"):
-                layer.step(case, call, train=True)
+                driver.call(handle, z, mask, None, True, cot)
             return
-        values, indices, dz = layer.step(case, call, train=True)
-        _check_layer_output(case, call, values, indices, case.index_bound(call + 1), where)
+        out, (dz, dbook) = driver.call(handle, z, mask, None, True, cot)
+        _check_layer_output(case, call, out, case.index_bound(call + 1), where)
         _finite(dz, f"{where}: latent gradient")
-        _finite(layer.codebook(), f"{where}: codebook after the gradient step")
-    before = layer.codebook()
-    values, indices = layer.step(case, TRAIN_CALLS, train=False)
-    _check_layer_output(case, TRAIN_CALLS, values, indices, case.index_bound(None), what)
-    np.testing.assert_array_equal(layer.codebook(), before, err_msg=f"{what}: eval changed it")
+        driver.descend(handle, dbook, LR)
+        _finite(driver.state(handle)["codebooks"], f"{where}: codebook after the gradient step")
+    before = driver.state(handle)
+    out, _ = driver.call(handle, case.zs[TRAIN_CALLS], case.masks[TRAIN_CALLS], None, False, None)
+    _check_layer_output(case, TRAIN_CALLS, out, case.index_bound(None), what)
+    after = driver.state(handle)
+    for key, value in before.items():
+        np.testing.assert_array_equal(after[key], value, err_msg=f"{what}: eval changed {key}")
 
 
+@pytest.mark.parametrize("layer", ["torch", "jax"], indirect=True)
 @pytest.mark.parametrize("kind", LAYER_KINDS, ids=[k.id for k in LAYER_KINDS])
-@pytest.mark.parametrize("driver", LAYER_DRIVERS, ids=[d.backend for d in LAYER_DRIVERS])
-def test_layers_survive_masks_bad_rows_and_training(driver: Any, kind: LayerKind) -> None:
+def test_layers_survive_masks_bad_rows_and_training(layer: LayerDriver, kind: LayerKind) -> None:
+    compiles = layer.name.startswith("jax")
     _given(
-        _examples(driver.compiles),
-        layer_cases(kind, few_shapes=driver.compiles),
-        functools.partial(check_layer, driver),
+        _examples(compiles),
+        layer_cases(kind, few_shapes=compiles),
+        functools.partial(check_layer, layer),
     )

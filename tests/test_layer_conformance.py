@@ -9,21 +9,11 @@ import pytest
 
 from diveq.testing import LAYER_KINDS, LayerMismatch, check_layer_kind, driver_for
 
-#: driver name -> the framework it needs (a missing one is a visible skip)
-DRIVERS = {"torch": "torch", "jax": "jax", "jax-jit": "jax"}
-
-
-@pytest.fixture(scope="module", params=list(DRIVERS))
-def layer_driver(request: pytest.FixtureRequest):
-    """Each backend's layer driver; skipped, with the reason, when its framework is missing."""
-    pytest.importorskip(DRIVERS[request.param])
-    return driver_for(request.param)
-
 
 @pytest.mark.parametrize("noise_std", [0.0, 0.05])
 @pytest.mark.parametrize("kind", LAYER_KINDS, ids=[k.id for k in LAYER_KINDS])
-def test_layers_match_the_reference_layers(layer_driver, kind, noise_std):
-    check_layer_kind(layer_driver, kind, noise_std)
+def test_layers_match_the_reference_layers(layer, kind, noise_std):
+    check_layer_kind(layer, kind, noise_std)
 
 
 def _shift_donor(original):

@@ -90,7 +90,7 @@ def _inputs(kind: LayerKind, call: int, rng: np.random.Generator) -> tuple[Any, 
     return z, mask, draws, rng.standard_normal((ROWS, DIM))
 
 
-def _compare(what: str, got: np.ndarray, want: np.ndarray, rtol: float) -> None:
+def _compare(what: str, got: Any, want: Any, rtol: float) -> None:
     got, want = np.asarray(got), np.asarray(want)
     if got.shape != want.shape:
         raise LayerMismatch(f"{what}: shape {got.shape}, reference {want.shape}")
