@@ -8,15 +8,8 @@ import pytest
 
 pytest.importorskip("jax")
 
+import _fault_runs as runs
 import jax.numpy as jnp
-from _fault_runs import (
-    STEPS,
-    advance,
-    assert_clean,
-    assert_counters,
-    assert_events_fired,
-    start,
-)
 
 from diveq.testing import JaxLayerDriver
 
@@ -41,8 +34,8 @@ def test_bfloat16_latents_in_a_jitted_step(name, book_dtype):
     gradient of ``z`` are bf16 like ``z``; the codebook and its gradient keep the layer dtype;
     the perplexity has JAX's default float dtype (float64 here: the test session enables
     x64)."""
-    handle = start(DRIVER, name, dtype=book_dtype)
-    calls = advance(DRIVER, handle, range(STEPS), dtype=BF16)
+    handle = runs.start(DRIVER, name, dtype=book_dtype)
+    calls = runs.advance(DRIVER, handle, range(runs.STEPS), dtype=BF16)
     for c in calls:
         assert c.out["values"].dtype == BF16 and c.grads[0].dtype == BF16
         assert c.out["perplexity"].dtype == jnp.result_type(float)
@@ -50,6 +43,6 @@ def test_bfloat16_latents_in_a_jitted_step(name, book_dtype):
     state = handle[1]
     assert state[0].dtype == book_dtype and state.buffer.dtype == book_dtype
     assert np.isfinite(np.asarray(state[0], np.float32)).all()
-    assert_clean(calls)
-    assert_events_fired(name, calls)
-    assert_counters(name, DRIVER.state(handle), calls)
+    runs.assert_clean(calls)
+    runs.assert_events_fired(name, calls)
+    runs.assert_counters(name, DRIVER.state(handle), calls)

@@ -8,16 +8,8 @@ import pytest
 
 pytest.importorskip("torch")
 
+import _fault_runs as runs
 import torch
-from _fault_runs import (
-    SPECS,
-    STEPS,
-    advance,
-    assert_clean,
-    assert_counters,
-    assert_events_fired,
-    start,
-)
 
 import diveq.backends.torch as dq
 import diveq.reference as ref
@@ -28,15 +20,15 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.mark.parametrize("name", SPECS)
+@pytest.mark.parametrize("name", runs.SPECS)
 def test_autocast_bfloat16_training(name):
     """Under CPU autocast an encoder emits bf16 ``z``. Observed: ``values`` (and SF
     ``weights``) are bf16 like ``z``, and so is its gradient; indices int64; perplexity
     float32; the codebook and its gradient stay float32."""
     bf16 = pytest.importorskip("ml_dtypes").bfloat16
     driver = TorchLayerDriver(autocast="bfloat16")
-    handle = start(driver, name)
-    calls = advance(driver, handle, range(STEPS), dtype=bf16)
+    handle = runs.start(driver, name)
+    calls = runs.advance(driver, handle, range(runs.STEPS), dtype=bf16)
     for c in calls:
         out = c.out
         assert out["values"].dtype == bf16 and out["indices"].dtype == np.int64
@@ -45,9 +37,9 @@ def test_autocast_bfloat16_training(name):
         assert c.grads[0].dtype == bf16 and c.grads[1].dtype == np.float32
     book = handle[0]._param()
     assert book.dtype == torch.float32 and torch.isfinite(book).all()
-    assert_clean(calls)
-    assert_events_fired(name, calls)
-    assert_counters(name, driver.state(handle), calls)
+    runs.assert_clean(calls)
+    runs.assert_events_fired(name, calls)
+    runs.assert_counters(name, driver.state(handle), calls)
 
 
 def test_autocast_search_stays_float32():
