@@ -24,38 +24,12 @@ from _fuzz_common import (
 )
 from hypothesis import strategies as st
 
-from diveq.testing import LayerDriver
+from diveq.testing import LAYER_KINDS, LayerDriver, LayerKind
 
 #: Train-mode calls per example: SF warm-ups with ``skip_iters <= 3`` end within them.
 TRAIN_CALLS = 4
 #: Learning rate of the plain gradient step on the codebook(s).
 LR = 0.1
-
-
-@dataclass(frozen=True)
-class LayerKind:
-    """A public layer class and whether it runs the space-filling estimator."""
-
-    cls: str
-    space_filling: bool = False
-
-    @property
-    def composite(self) -> bool:
-        return self.cls in ("ProductDiVeQ", "ResidualDiVeQ")
-
-    @property
-    def id(self) -> str:
-        return self.cls + ("-SF" if self.space_filling and self.composite else "")
-
-
-LAYER_KINDS = [
-    LayerKind("DiVeQ"),
-    LayerKind("SFDiVeQ", True),
-    LayerKind("ProductDiVeQ"),
-    LayerKind("ResidualDiVeQ"),
-    LayerKind("ProductDiVeQ", True),
-    LayerKind("ResidualDiVeQ", True),
-]
 
 
 @dataclass

@@ -46,6 +46,14 @@ class LayerKind:
     def books(self) -> int:
         return self.args[0] if len(self.args) == 3 else 1
 
+    @property
+    def composite(self) -> bool:
+        return len(self.args) == 3
+
+    @property
+    def space_filling(self) -> bool:
+        return self.cls == "SFDiVeQ" or bool(self.options.get("space_filling"))
+
 
 LAYER_KINDS: tuple[LayerKind, ...] = (
     LayerKind("DiVeQ", (6, DIM), {"replacement_iters": WINDOW}),
@@ -70,7 +78,7 @@ def _codebook(kind: LayerKind, rng: np.random.Generator) -> np.ndarray:
     width = DIM // m if kind.cls == "ProductDiVeQ" else DIM
     books = rng.standard_normal((m, k, width))
     books[:, -1, :] += 40.0  # a code far from every latent: dead, replaced at window ends
-    return books if len(kind.args) == 3 else books[0]
+    return books if kind.composite else books[0]
 
 
 def _inputs(kind: LayerKind, call: int, rng: np.random.Generator) -> tuple[Any, ...]:
@@ -84,7 +92,7 @@ def _inputs(kind: LayerKind, call: int, rng: np.random.Generator) -> tuple[Any, 
     draws = LayerDraws(
         noise=rng.standard_normal((2, ROWS, DIM) if sf_single else (ROWS, DIM)),
         dither=rng.random((k - 1,) if m == 1 and sf_single else (m, k - 1)),
-        donors=rng.random((k,) if len(kind.args) == 2 else (m, k)),
+        donors=rng.random((m, k) if kind.composite else (k,)),
         perturbation=rng.standard_normal(np.shape(_codebook(kind, np.random.default_rng(0)))),
     )
     return z, mask, draws, rng.standard_normal((ROWS, DIM))
