@@ -13,9 +13,9 @@ Requires ``hypothesis`` (the ``test`` extra).
 
 from __future__ import annotations
 
+from diveq._ops import OPS, Op
 from diveq.testing._adapters import Adapter, adapter_for, available_adapters
 from diveq.testing._check import Report, check_backend
-from diveq.testing._ops import OPS, Op
 from diveq.testing._properties import (
     assert_close,
     check_commitment,
