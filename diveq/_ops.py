@@ -133,6 +133,9 @@ class Op:
         ``(annotation, kind, text)`` of the result for such a function; empty: derived.
     docs : tuple of tuple of str
         ``(name, kind, text)`` replacing the :data:`PARAMS` entry of a parameter.
+    expect : tuple of str
+        ``(expression, its repr)`` for the Examples section, run on ``z = [[0.25, 0.75]]`` and
+        small codebooks on which every selection is clear; empty: derived (the indices).
     """
 
     name: str
@@ -146,6 +149,7 @@ class Op:
     params: tuple[str, ...] = ()
     returns: tuple[str, ...] = ()
     docs: tuple[tuple[str, str, str], ...] = ()
+    expect: tuple[str, ...] = ()
 
     @property
     def min_codes(self) -> int:
@@ -194,13 +198,24 @@ class Op:
             return None
         return (*books_shape[:-2], int(books_shape[-2]) - 1)
 
+    @property
+    def example(self) -> tuple[str, str]:
+        """``(expression, its repr)`` of the Examples section; ``{array}`` is the backend's
+        array constructor, ``{rng}`` its randomness keyword argument (with a leading comma)."""
+        if self.expect:
+            return self.expect[0], self.expect[1]
+        # Codeword 0 everywhere but in the second codebook; one segment per codebook.
+        want = "0" if self.books == "single" else "0, 0" if self.space_filling else "0, 1"
+        want = f"[{want}]" if self.books == "single" else f"[[{want}]]"
+        return f"dq.{self.name}(z, {self.book_name}{{rng}}).indices.tolist()", want
+
     def fields(self) -> dict[str, str]:
         """The ``{...}`` fields of :data:`PARAMS` that depend on the op (shapes, layout)."""
         return {
             "books": self.book_name,
             "book_shape": _BOOK_SHAPES[self.books],
             "min_codes": str(self.min_codes),
-            "noise_shape": "(2, *z.shape)" if self.noise == "z2" else "z.shape",
+            "noise_shape": "``(2, *z.shape)``" if self.noise == "z2" else "z.shape",
             "dither_shape": "(K - 1,)" if self.books == "single" else "(M, K - 1)",
             "per_book": _PER_BOOK[self.books],
             "index_shape": "z.shape[:-1]" if self.books == "single" else "z.shape[:-1] + (M,)",
@@ -220,6 +235,7 @@ OPS: tuple[Op, ...] = (
         "nearest",
         "Index of the nearest codeword of every row (the first one on ties).",
         returns=("{array}", "{array} of int, shape z.shape[:-1]", "The index ``k`` per row."),
+        expect=("dq.nearest(z, codebook).tolist()", "[0]"),
     ),
     _op("quantize", "Hard vector quantisation: the nearest codeword of every row."),
     _op(
@@ -307,6 +323,7 @@ FUNCTIONS: tuple[Op, ...] = (
             "{array}, shape ()",
             "``mean((sg z - c_k)^2) + beta mean((z - sg c_k)^2)``; ``0`` when ``z`` has no rows.",
         ),
+        expect=("float(dq.commitment_loss(z, codebook, dq.nearest(z, codebook)))", "0.390625"),
         docs=(
             (
                 "indices",
@@ -320,6 +337,7 @@ FUNCTIONS: tuple[Op, ...] = (
         "Number of entries of ``indices`` on each code; entries ``-1`` are ignored.",
         params=("indices", "num_codes", "*", "chunk_size"),
         returns=("{array}", "{array} of int, shape (K,)", "``counts[k]``: entries equal to ``k``."),
+        expect=("dq.code_usage({array}([0, 2, 2, -1]), 3).tolist()", "[1, 0, 2]"),
     ),
     _op(
         "perplexity",
@@ -330,6 +348,7 @@ FUNCTIONS: tuple[Op, ...] = (
             "{array}, shape ()",
             "``K`` for uniform usage, ``1`` for a single code or no valid entry (``-1``).",
         ),
+        expect=("round(float(dq.perplexity({array}([0, 2, 2, -1]), 3)), 3)", "1.89"),
     ),
 )
 

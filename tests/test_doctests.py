@@ -46,4 +46,4 @@ def test_backend_function_examples(backend):
         for test in finder.find(fn, f"{module.__name__}.{op.name}", globs={}):
             runner.run(test)
     result = runner.summarize(verbose=False)
-    assert result.failed == 0 and result.attempted >= 5 * len(FUNCTIONS)
+    assert result.failed == 0 and result.attempted >= 3 * len(FUNCTIONS)

@@ -25,9 +25,9 @@ def _backend(name: str):
 
 @pytest.mark.parametrize("name", BACKENDS)
 def test_stub_is_fresh(name):
-    """Regenerate with ``python -m diveq.core._faces`` when the table changes."""
     idiom = _backend(name).IDIOM
-    assert stub_path(idiom.module).read_text() == stub(idiom)
+    fresh = stub_path(idiom.module).read_text() == stub(idiom)
+    assert fresh, "the table changed: regenerate the stubs with `make stubs`"
 
 
 def _stub_defs(path: Path) -> dict[str, ast.FunctionDef]:

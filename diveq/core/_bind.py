@@ -104,7 +104,7 @@ def bind(
     for op in FUNCTIONS:
         sig = signature(op, idiom)
         if op.stochastic:
-            fn = _stochastic(op, sig, idiom.rng[0], sample, stop_gradient)
+            fn = _stochastic(op, sig, idiom.rng_name, sample, stop_gradient)
         else:
             fn = _plain(op, stop_gradient)
         fn.__name__ = fn.__qualname__ = op.name

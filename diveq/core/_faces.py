@@ -4,7 +4,8 @@ Every public function of a backend is described by its :class:`diveq._ops.Op` an
 backend's :class:`Idiom` (its array type and randomness keyword). From these two this module
 renders the runtime signature and numpydoc docstring (:mod:`diveq.core._bind` attaches them)
 and the typed stub ``_api.pyi`` that type checkers and IDEs read. The stubs are generated, never
-edited: ``python -m diveq.core._faces`` rewrites them, and a test fails when one is stale.
+edited: ``make stubs`` (``python -m diveq.core._faces``) rewrites them, and a test fails when
+one is stale.
 """
 
 from __future__ import annotations
@@ -33,26 +34,39 @@ class Idiom:
         Import path of the backend (the functions' ``__module__``).
     array : str
         Array type, as written in annotations and docs (``"torch.Tensor"``).
-    rng : tuple of str
-        The randomness keyword: ``(name, annotation, numpydoc type, description)``.
+    rng : str
+        The randomness keyword as a parameter: ``"generator: torch.Generator | None"``.
+    rng_doc : str
+        Its description.
     note : str
         Paragraph after each summary line; ``{name}`` is the function's name.
     example : tuple of str
-        ``(import lines, array constructor, randomness keyword argument)`` for the Examples.
+        ``(array constructor, randomness keyword argument)`` for the Examples sections.
     raises : str
         Extra ``ValueError`` condition of the stochastic functions (empty: none).
     """
 
     module: str
     array: str
-    rng: tuple[str, str, str, str]
+    rng: str
+    rng_doc: str
     note: str
-    example: tuple[str, str, str]
+    example: tuple[str, str]
     raises: str = ""
+
+    @property
+    def rng_name(self) -> str:
+        """The randomness keyword (``"generator"``, ``"key"``)."""
+        return self.rng.partition(": ")[0]
+
+    @property
+    def rng_annotation(self) -> str:
+        """Its annotation (``"torch.Generator | None"``)."""
+        return self.rng.partition(": ")[2]
 
 
 def _fields(op: Op, idiom: Idiom) -> dict[str, str]:
-    return {**op.fields(), "array": idiom.array, "rng": idiom.rng[0]}
+    return {**op.fields(), "array": idiom.array, "rng": idiom.rng_name}
 
 
 def _returns(op: Op) -> tuple[str, str, str]:
@@ -71,9 +85,9 @@ def _returns(op: Op) -> tuple[str, str, str]:
     return (
         "SFQuantized",
         "SFQuantized",
-        "``values`` (shape ``z.shape``, the dtype of ``z``), segment ``indices`` ``i`` (the "
-        f"point lies on ``[c_i, c_(i+1)]``) and ``weights``, the position on it: {where}; "
-        "``indices`` and ``weights`` have shape ``{index_shape}``.",
+        "``values`` (shape ``z.shape``, the dtype of ``z``); ``indices``, the segment ``i`` of "
+        f"each point (on ``[c_i, c_(i+1)]``), and ``weights``, its position there: {where}; "
+        "both of shape ``{index_shape}``.",
     )
 
 
@@ -89,7 +103,7 @@ def signature(op: Op, idiom: Idiom) -> inspect.Signature:
             inspect.Parameter.KEYWORD_ONLY if i > star else inspect.Parameter.POSITIONAL_OR_KEYWORD
         )
         if name == RNG:
-            rng, annotation = idiom.rng[0], idiom.rng[1]
+            rng, annotation = idiom.rng_name, idiom.rng_annotation
             params.append(inspect.Parameter(rng, kind, default=None, annotation=annotation))
             continue
         spec = PARAMS[name]
@@ -137,30 +151,23 @@ def _raises(op: Op, idiom: Idiom) -> list[str]:
     return out + (_entry("ValueError", f"If {', or '.join(values)}.") if values else [])
 
 
+_EXAMPLE_BOOKS = {
+    "single": "[[0.0, 0.0], [1.0, 0.0]]",
+    "product": "[[[0.0], [1.0]], [[0.0], [1.0]]]",
+    "residual": "[[[0.0, 0.0], [1.0, 0.0]], [[0.0, 0.0], [0.0, 0.5]]]",
+}
+
+
 def _examples(op: Op, idiom: Idiom) -> list[str]:
-    imports, array, rng = idiom.example
-    lines = [*imports.splitlines(), f"import {idiom.module} as dq"]
-    if "indices" in op.parameters and "z" not in op.parameters:
-        call = f"dq.{op.name}({array}([0, 2, 2, -1]), 3)"
-        if op.name == "perplexity":
-            return [*lines, f"round(float({call}), 3)", ">1.89"]
-        return [*lines, f"{call}.tolist()", ">[1, 0, 2]"]
-    books = {
-        "single": "[[0.0, 0.0], [1.0, 0.0]]",
-        "product": "[[[0.0], [1.0]], [[0.0], [1.0]]]",
-        "residual": "[[[0.0, 0.0], [1.0, 0.0]], [[0.0, 0.0], [0.0, 0.5]]]",
-    }[op.books]
-    lines += [f"z = {array}([[0.25, 0.75]])", f"{op.book_name} = {array}({books})"]
-    if op.name == "commitment_loss":
-        call = "dq.commitment_loss(z, codebook, dq.nearest(z, codebook))"
-        return [*lines, f"float({call})", ">0.390625"]
-    # Hard selections: codeword 0 everywhere but in the second codebook; one segment per book.
-    want = "0" if op.books == "single" else "0, 0" if op.space_filling else "0, 1"
-    want = f"[{want}]" if op.books == "single" else f"[[{want}]]"
-    args = f"z, {op.book_name}" + (f", {rng}" if op.stochastic else "")
-    if op.name == "nearest":
-        return [*lines, f"dq.nearest({args}).tolist()", f">{want}"]
-    return [*lines, f"out = dq.{op.name}({args})", "out.indices.tolist()", f">{want}"]
+    """Doctest lines: inputs where every selection is clear, then the op's example."""
+    array, rng = idiom.example
+    lines = [f"import {idiom.array.split('.')[0]}", f"import {idiom.module} as dq"]
+    if "z" in op.parameters:
+        books = f"{array}({_EXAMPLE_BOOKS[op.books]})"
+        lines += [f"z = {array}([[0.25, 0.75]])", f"{op.book_name} = {books}"]
+    call, want = op.example
+    rng_arg = f", {rng}" if op.stochastic else ""
+    return [*lines, call.format(array=array, rng=rng_arg), f">{want}"]
 
 
 def docstring(op: Op, idiom: Idiom) -> str:
@@ -175,8 +182,8 @@ def docstring(op: Op, idiom: Idiom) -> str:
     lines += ["Parameters", "----------"]
     for name in op.parameters:
         if name == RNG:
-            rng, _, kind, text = idiom.rng
-            lines += _entry(f"{rng} : {kind}", text)
+            kind = idiom.rng_annotation.removesuffix(" | None") + ", optional"
+            lines += _entry(f"{idiom.rng_name} : {kind}", idiom.rng_doc)
         elif name != "*":
             kind, text = docs.get(name, (PARAMS[name].kind, PARAMS[name].text))
             lines += _entry(f"{name} : {kind.format(**fields)}", text.format(**fields))
@@ -207,14 +214,13 @@ def _render(name: str, sig: inspect.Signature) -> str:
 
 def stub(idiom: Idiom) -> str:
     """The typed stub ``_api.pyi`` of the backend ``idiom``: one ``def`` per function."""
-    framework = idiom.array.split(".")[0]
     head = [
         f'"""Typed signatures of {idiom.module}\'s functions (their docs are at runtime).',
         "",
-        "Generated by ``python -m diveq.core._faces`` from ``diveq/_ops.py``: do not edit.",
+        "Generated by ``make stubs`` (``python -m diveq.core._faces``) from ``diveq/_ops.py``.",
         '"""',
         "",
-        f"import {framework}",
+        f"import {idiom.array.split('.')[0]}",
         "",
         "from diveq._types import Quantized, SFQuantized",
         "",
@@ -226,8 +232,7 @@ def stub(idiom: Idiom) -> str:
 
 def stub_path(module: str) -> Path:
     """Where the stub of the backend ``module`` lives."""
-    root = Path(__file__).resolve().parent.parent.parent
-    return root.joinpath(*module.split("."), "_api.pyi")
+    return Path(__file__).resolve().parents[2].joinpath(*module.split("."), "_api.pyi")
 
 
 def main() -> None:

@@ -27,21 +27,15 @@ from diveq.core._faces import Idiom
 
 __all__ = ["FUNCTIONS", "IDIOM", "draw_dtype", "sample"]
 
-MODULE = "diveq.backends.jax"
-
 IDIOM = Idiom(
-    module=MODULE,
+    module="diveq.backends.jax",
     array="jax.Array",
-    rng=(
-        "key",
-        "jax.Array | None",
-        "jax.Array, optional",
-        "A :func:`jax.random.key`, split into one subkey per draw not given; the same key "
-        "gives the same draws.",
-    ),
+    rng="key: jax.Array | None",
+    rng_doc="A :func:`jax.random.key`, split into one subkey per draw not given; the same key "
+    "gives the same draws.",
     note="The JAX version of :func:`diveq.reference.{name}`: traceable (``jax.jit``, "
     "``jax.vmap``, ``jax.grad``) and compiled once per shape.",
-    example=("import jax\nimport jax.numpy as jnp", "jnp.asarray", "key=jax.random.key(0)"),
+    example=("jax.numpy.asarray", "key=jax.random.key(0)"),
     raises="a draw is needed and neither it nor ``key`` is given",
 )
 

@@ -20,16 +20,12 @@ __all__ = ["FUNCTIONS", "IDIOM", "draw_dtype", "sample"]
 IDIOM = Idiom(
     module="diveq.backends.torch",
     array="torch.Tensor",
-    rng=(
-        "generator",
-        "torch.Generator | None",
-        "torch.Generator, optional",
-        "Source of the draws not given (``None``: torch's default generator, as in "
-        ":func:`torch.randn`). They are sampled on the device of ``z``: pass a generator "
-        "that lives there.",
-    ),
+    rng="generator: torch.Generator | None",
+    rng_doc="Source of the draws not given (``None``: torch's default generator, as in "
+    ":func:`torch.randn`), which are sampled on the device of ``z``: pass a generator that "
+    "lives there.",
     note="The torch version of :func:`diveq.reference.{name}`, for any device, with autograd.",
-    example=("import torch", "torch.tensor", "generator=torch.Generator().manual_seed(0)"),
+    example=("torch.tensor", "generator=torch.Generator().manual_seed(0)"),
 )
 
 
