@@ -63,7 +63,7 @@ def test_runtime_signatures_match_the_stub(name):
 @pytest.mark.parametrize("name", BACKENDS)
 def test_docstrings_document_their_own_arguments(name):
     module = _backend(name)
-    rng = module.IDIOM.rng[0]
+    rng = module.IDIOM.rng_name
     for op in FUNCTIONS:
         doc = module.FUNCTIONS[op.name].__doc__
         params = [rng if p == RNG else p for p in op.parameters if p != "*"]
@@ -131,7 +131,8 @@ def test_type_checker_rejects_wrong_calls(tmp_path):
     lines = USER_FILE.splitlines()
     wrong = {i + 1 for i, line in enumerate(lines) if "# wrong" in line}
     errors = [line for line in stdout.splitlines() if ": error:" in line]
-    flagged = {int(line.split(":")[1]) for line in errors if line.startswith(str(user))}
+    # (mypy replays cached errors of an unchanged file under the path it had then)
+    flagged = {int(line.split(":")[1]) for line in errors if line.split(":")[0].endswith("user.py")}
     assert len(flagged) == len(errors), stdout
     assert flagged == wrong, stdout + stderr
     assert "noise_sdt" in stdout

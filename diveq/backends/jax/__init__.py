@@ -15,7 +15,7 @@ The functions are :mod:`diveq.core` bound to JAX; their semantics are those of
 
 from __future__ import annotations
 
-from diveq._types import Quantized, SFQuantized
+from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
 from diveq.backends.jax._api import (
     code_usage,
     commitment_loss,
@@ -40,7 +40,6 @@ from diveq.backends.jax._api import (
 from diveq.backends.jax._layers import DiVeQ, ProductDiVeQ, ResidualDiVeQ, SFDiVeQ
 from diveq.backends.jax._state import (
     CompositeState,
-    LayerOutput,
     State,
     merge_params,
     split_params,
@@ -49,11 +48,13 @@ from diveq.backends.jax._state import (
 __all__ = [
     "CompositeState",
     "DiVeQ",
+    "LayerDraws",
     "LayerOutput",
     "ProductDiVeQ",
     "Quantized",
     "ResidualDiVeQ",
     "SFDiVeQ",
+    "SFLayerOutput",
     "SFQuantized",
     "State",
     "code_usage",

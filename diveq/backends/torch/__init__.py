@@ -16,7 +16,7 @@ input.
 
 from __future__ import annotations
 
-from diveq._types import Quantized, SFQuantized
+from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
 from diveq.backends.torch._api import (
     code_usage,
     commitment_loss,
@@ -40,10 +40,10 @@ from diveq.backends.torch._api import (
 )
 from diveq.backends.torch._layers import DiVeQ, SFDiVeQ
 from diveq.backends.torch._layers_composite import ProductDiVeQ, ResidualDiVeQ
-from diveq.backends.torch._outputs import LayerOutput, SFLayerOutput
 
 __all__ = [
     "DiVeQ",
+    "LayerDraws",
     "LayerOutput",
     "ProductDiVeQ",
     "Quantized",
