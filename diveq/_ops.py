@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FUNCTIONS", "OPS", "OPS_BY_NAME", "PARAMS", "Op", "Param"]
+__all__ = ["FUNCTIONS", "OPS", "OPS_BY_NAME", "PARAMS", "REQUIRED", "RNG", "Op", "Param"]
 
 #: Placeholder of the backend's randomness keyword (``generator`` for torch, ``key`` for JAX)
 #: in :attr:`Op.parameters`.
