@@ -20,6 +20,7 @@ Requires ``hypothesis`` (the ``test`` extra).
 
 from __future__ import annotations
 
+from diveq._ops import OPS, Op
 from diveq.testing._adapters import Adapter, adapter_for, available_adapters, known_adapters
 from diveq.testing._check import Report, check_backend
 from diveq.testing._check_layers import (
@@ -36,7 +37,6 @@ from diveq.testing._layer_drivers import (
     TorchLayerDriver,
     driver_for,
 )
-from diveq.testing._ops import OPS, Op
 from diveq.testing._properties import (
     assert_close,
     check_commitment,
