@@ -3,10 +3,10 @@
     python docs/check_site.py docs/_build/html --out docs/_build/check   # make docs-check
 
 Two passes. The first reads every HTML file of the site and fails on an internal link to a page
-or anchor that does not exist, or an image file that is missing. The second serves the site on
-127.0.0.1, opens the key pages in Debian's Chromium (driven by Playwright, which downloads no
-browser of its own) with every other address blocked, at 1280 px and at a phone's 390 px, and
-fails on
+or anchor that does not exist, an image file that is missing, or a "SPEC section" pointer. The
+second serves the site on 127.0.0.1, opens the key pages in Debian's Chromium (driven by
+Playwright, which downloads no browser of its own) with every other address blocked, at 1280 px
+and at a phone's 390 px, and fails on
 
 - a request that left the machine (the site must work offline),
 - raw TeX left in the text (MathJax did not render it) or a MathJax error,
@@ -15,9 +15,10 @@ fails on
   under the header's "More" menu, a "SPEC section" pointer;
 - at 390 px: anything wider than the window (code blocks may scroll inside the column).
 
-It writes a screenshot of each page at each width to ``--out`` (first screen; ``--full-page``
-for whole pages) and prints one line per page. Exit status 0: all passed; 1: problems (listed);
-2: Chromium or Playwright missing (``make chromium`` installs Debian's Chromium).
+It writes a screenshot of each page at each width to ``--out`` (the first screen;
+``--screens N``: the first N screens, scrolled as a reader scrolls) and prints one line per
+page. Exit status 0: all passed; 1: problems (listed); 2: Chromium or Playwright missing
+(``make chromium`` installs Debian's Chromium).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+_SPEC_POINTER = re.compile(r"\bSPEC(\s+sections?\s+[\d, and/]+|\.md|'s)")
 _MEASURE = Path(__file__).with_name("_check_page.js").read_text()
 
 
@@ -78,12 +80,16 @@ class _Refs(HTMLParser):
             self.images.append(a["src"] or "")
 
 
-def check_links(site: Path) -> list[str]:
-    """Every internal link and image of every page resolves (files and anchors)."""
+def check_files(site: Path) -> list[str]:
+    """Every internal link and image of every page resolves (files and anchors), and no page
+    points readers to the team's SPEC file, which they do not have."""
     pages = {p: _Refs() for p in sorted(site.rglob("*.html"))}
-    for path, refs in pages.items():
-        refs.feed(path.read_text(encoding="utf-8", errors="replace"))
     problems = []
+    for path, refs in pages.items():
+        text = path.read_text(encoding="utf-8", errors="replace")
+        refs.feed(text)
+        for match in _SPEC_POINTER.finditer(text):
+            problems.append(f"{path.relative_to(site)}: points to the SPEC: {match[0]!r}")
     for path, refs in pages.items():
         rel = path.relative_to(site)
         for kind, targets in (("link", refs.links), ("image", refs.images)):
@@ -126,7 +132,9 @@ def _page_problems(view: str, facts: dict) -> list[str]:
     problems = [f"raw TeX: {t!r}" for t in facts["rawTex"]]
     problems += [f"MathJax error: {t!r}" for t in facts["mathErrors"]]
     if facts["pageWidth"] > facts["windowWidth"]:
-        problems.append(f"page is {facts['pageWidth']} px wide in a {facts['windowWidth']} px window")
+        problems.append(
+            f"page is {facts['pageWidth']} px wide in a {facts['windowWidth']} px window"
+        )
     if view == "phone":
         return problems
     problems += [f"wider than its column: {t}" for t in facts["overflowing"]]
@@ -140,7 +148,18 @@ def _page_problems(view: str, facts: dict) -> list[str]:
     return problems
 
 
-def check_pages(site: Path, out: Path, chromium: str, *, full_page: bool = False) -> list[str]:
+def _screenshots(page, stem: Path, screens: int) -> None:
+    """The first ``screens`` screens of the page, as a reader scrolls through it (a full-page
+    screenshot would lay the page out in one very tall window, which is not what anyone sees)."""
+    height = page.viewport_size["height"]
+    for i in range(screens):
+        top = page.evaluate(f"() => {{ window.scrollTo(0, {i * (height - 80)}); return scrollY; }}")
+        if i and top < i * (height - 80):  # already at the bottom
+            break
+        page.screenshot(path=f"{stem}{'' if i == 0 else f'-{i + 1}'}.png")
+
+
+def check_pages(site: Path, out: Path, chromium: str, *, screens: int = 1) -> list[str]:
     from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
@@ -164,8 +183,7 @@ def check_pages(site: Path, out: Path, chromium: str, *, full_page: bool = False
                     page = context.new_page()
                     page.goto(root + page_path, wait_until="load")
                     facts = page.evaluate(_MEASURE)
-                    shot = out / f"{page_path.replace('/', '_')[:-5]}-{view}.png"
-                    page.screenshot(path=str(shot), full_page=full_page)
+                    _screenshots(page, out / f"{page_path.replace('/', '_')[:-5]}-{view}", screens)
                     found = _page_problems(view, facts)
                     found += [f"request left the machine: {u}" for u in offsite]
                     offsite.clear()
@@ -184,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     p.add_argument("site", type=Path, help="the built HTML (docs/_build/html)")
     p.add_argument("--out", type=Path, default=Path("docs/_build/check"), help="screenshots")
-    p.add_argument("--full-page", action="store_true", help="screenshot whole pages")
+    p.add_argument("--screens", type=int, default=1, help="screenshots per page (scrolled)")
     args = p.parse_args(argv)
     missing = [page for page in KEY_PAGES if not (args.site / page).is_file()]
     if missing:
@@ -198,9 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     if chromium is None:
         print("Chromium or Playwright missing: `make chromium` installs Debian's", file=sys.stderr)
         return 2
-    problems = check_links(args.site)
-    print(f"links and images of {len(list(args.site.rglob('*.html')))} pages: {len(problems)} broken")
-    problems += check_pages(args.site, args.out, chromium, full_page=args.full_page)
+    problems = check_files(args.site)
+    pages = len(list(args.site.rglob("*.html")))
+    print(f"links and images of {pages} pages: {len(problems)} broken")
+    problems += check_pages(args.site, args.out, chromium, screens=args.screens)
     print(f"screenshots in {args.out}")
     for problem in problems:
         print(f"PROBLEM {problem}")

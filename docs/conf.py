@@ -18,6 +18,7 @@ import re
 import sys
 from pathlib import Path
 
+from docutils import nodes
 from sphinx.util import logging
 
 # The gallery runs torch examples in this process: sleep instead of spin in OpenMP barriers (on a
@@ -279,8 +280,26 @@ def _spec_to_docs(app, what, name, obj, options, lines):
     lines[:] = text.split("\n")
 
 
+def _readable_defaults(app, what, name, obj, options, signature, return_annotation):
+    """``dtype=jax.numpy.float32``, not ``dtype=<class 'jax.numpy.float32'>``: a dataclass's
+    generated ``__init__`` has no source for ``autodoc_preserve_defaults`` to show."""
+    if signature:
+        signature = re.sub(r"<class '([\w.]+)'>", r"\1", signature)
+    return signature, return_annotation
+
+
+def _drop_bases_object(app, domain, objtype, contentnode):
+    """Drop "Bases: object", which says nothing (a public class whose bases are private)."""
+    for paragraph in contentnode.findall(nodes.paragraph):
+        if paragraph.astext() == "Bases: object":
+            paragraph.parent.remove(paragraph)
+            break
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", _spec_to_docs)
+    app.connect("autodoc-process-signature", _readable_defaults)
+    app.connect("object-description-transform", _drop_bases_object)
     app.connect("autodoc-skip-member", _skip_field_members)
     app.connect("autodoc-process-bases", _public_bases)
     app.connect("env-check-consistency", _check_public_api)

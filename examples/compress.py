@@ -1,5 +1,5 @@
-"""Compress photo patches with VQ-VAEs: STE, rotation trick, NSVQ, DiVeQ, SF-DiVeQ
-=================================================================================
+"""Photo compression with VQ-VAEs: five quantisers compared (PyTorch)
+=====================================================================
 
 Small convolutional VQ-VAEs compress 32x32 photo patches, one per quantiser. Every method gets
 the same autoencoder, bits per patch, data, seed and training budget (steps, batch, Adam,
@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     runs: dict[str, list[Run]] = {m: [] for m in methods}
     for seed in range(args.seeds):
         for method in methods:
-            runs[method].append(train(method, cfg, data, seed))
+            # progress bars on a terminal only (not in logs or the documentation's gallery)
+            runs[method].append(train(method, cfg, data, seed, progress=sys.stderr.isatty()))
     rows = [HEADER, "-" * len(HEADER)]
     bits = str(cfg.bits)
     for method in methods:

@@ -77,8 +77,9 @@ def main(argv: list[str]) -> int:
     for name in argv:
         path = Path(name)
         found = run_page(path)
-        print(f"{path}: {len(blocks(path.read_text(encoding='utf-8')))} blocks, "
-              f"{len(found)} failed")
+        print(
+            f"{path}: {len(blocks(path.read_text(encoding='utf-8')))} blocks, {len(found)} failed"
+        )
         failures += found
     for failure in failures:
         print(failure)

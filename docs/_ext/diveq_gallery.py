@@ -36,12 +36,14 @@ def reset_argv(gallery_conf: dict[str, Any], script_vars: dict[str, Any]) -> lis
 
 
 def scrape_pngs(block: Any, block_vars: dict[str, Any], gallery_conf: dict[str, Any]) -> str:
-    """Move the PNGs the example wrote since the last block into the gallery's images."""
+    """Move the PNGs the example wrote since the last block into the gallery's images, each
+    shown at the column's width (one ``figure_rst`` per image: several at once become a row of
+    thumbnails)."""
     out = _out_dir(block_vars["src_file"])
     pngs = sorted(out.glob("*.png"), key=lambda p: p.stat().st_mtime_ns) if out.is_dir() else []
-    images = []
+    rst = ""
     for png in pngs:
         image_path = block_vars["image_path_iterator"].next()
         shutil.move(png, image_path)
-        images.append(image_path)
-    return figure_rst(images, gallery_conf["src_dir"])
+        rst += figure_rst([image_path], gallery_conf["src_dir"])
+    return rst
