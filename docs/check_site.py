@@ -36,11 +36,16 @@ from urllib.parse import unquote, urlsplit
 
 KEY_PAGES = [
     "index.html",
+    "installation.html",
+    "quickstart/reference.html",
     "quickstart/torch.html",
     "quickstart/jax.html",
     "api/torch.html",
     "api/jax.html",
     "semantics.html",
+    "testing.html",
+    "performance.html",
+    "reliability.html",
     "gallery/index.html",
     "gallery/compress.html",
     "gallery/toy2d_jax.html",
