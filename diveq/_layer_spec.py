@@ -72,7 +72,7 @@ class LayerSpec:
         ``avg_iters`` warm-up calls initialise the codebook(s) at call ``skip_iters - 1``.
     feature_axis : int
         Axis of ``z`` holding the features.
-    init : {"symmetric", "positive"}
+    codebook_init : {"symmetric", "positive"}
         Codebook init: ``U(-1/K, 1/K)`` or ``U[0, 1/K)`` elementwise.
     """
 
@@ -88,7 +88,7 @@ class LayerSpec:
     skip_iters: int = 1000
     avg_iters: int = 50
     feature_axis: int = -1
-    init: str = "symmetric"
+    codebook_init: str = "symmetric"
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -122,14 +122,14 @@ class LayerSpec:
             self.feature_axis, numbers.Integral
         ):
             raise TypeError(f"`feature_axis` must be an int; got {self.feature_axis!r}")
-        if self.init not in INITS:
-            raise ValueError(f"`init` must be one of {INITS}; got {self.init!r}")
+        if self.codebook_init not in INITS:
+            raise ValueError(f"`codebook_init` must be one of {INITS}; got {self.codebook_init!r}")
 
     @property
     def init_bounds(self) -> tuple[float, float]:
         """``(low, high)`` of the uniform codebook init."""
         bound = 1.0 / self.num_codes
-        return (-bound, bound) if self.init == "symmetric" else (0.0, bound)
+        return (-bound, bound) if self.codebook_init == "symmetric" else (0.0, bound)
 
     # -- the input of a call -----------------------------------------------------------------
     def check_input(self, z: Any, mask: Any = None) -> tuple[int, ...]:

@@ -89,7 +89,8 @@ class LayerDraws(NamedTuple):
     ----------
     noise : array, optional
         Standard-normal directional noise of the call's estimator: ``(N, D)``, or
-        ``(2, N, D)`` for a one-codebook space-filling layer.
+        ``(2, N, D)`` for a one-codebook space-filling layer (also during its warm-up, which
+        uses none: the shape never depends on the phase, which may be traced).
     dither : array, optional
         SF dither in ``[0, 1)``: ``(K - 1,)``, or ``(M, K - 1)`` for composites.
     donors : array, optional

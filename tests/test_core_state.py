@@ -120,10 +120,10 @@ def test_update_usage_and_dead_codes_match_reference(backend, k, indices):
 def test_schedule_matches_spec():
     """Warm-up S=5, A=2: calls 1-4 identity, rows of calls 3-4 kept, init at 4, SF from 5."""
     calls = range(1, 8)
-    assert [core.warmup_quantises(c, 5) for c in calls] == [c >= 5 for c in calls]
+    assert [core.warmup_quantizes(c, 5) for c in calls] == [c >= 5 for c in calls]
     assert [core.warmup_collects(c, 5, 2) for c in calls] == [c in (3, 4) for c in calls]
     assert [core.warmup_initialises(c, 5) for c in calls] == [c == 4 for c in calls]
-    assert all(core.warmup_quantises(c, s) for c in calls for s in (0, 1))
+    assert all(core.warmup_quantizes(c, s) for c in calls for s in (0, 1))
     assert not any(core.warmup_initialises(c, s) for c in calls for s in (0, 1))
     assert [core.replacement_due(c, 3) for c in calls] == [c % 3 == 0 for c in calls]
     assert not any(core.replacement_due(c, None) for c in calls)

@@ -231,12 +231,13 @@ def test_decode_inverts_eval(name):
     out = layer(_z(3, 7, 4, seed=3))
     if "sf" in name:
         assert torch.equal(layer.decode(out.indices, out.weights), out.values)
-        vertices = layer.decode(out.indices)
-        assert vertices.shape == out.values.shape
+        with pytest.raises(ValueError, match="`weights` are required"):
+            layer.decode(out.indices)  # a segment index alone is not a point
     else:
         assert torch.equal(layer.decode(out.indices), out.values)
     masked = layer(_z(3, 4), mask=torch.tensor([True, False, True]))
-    assert torch.equal(layer.decode(masked.indices)[1], torch.zeros(4))
+    weights = masked.weights if "sf" in name else None
+    assert torch.equal(layer.decode(masked.indices, weights)[1], torch.zeros(4))
 
 
 @pytest.mark.parametrize("name", ["diveq", "sf", "residual_sf"])

@@ -48,7 +48,7 @@ def test_sf_warmup_schedule_call_by_call():
 
 
 @pytest.mark.parametrize("skip", [0, 1])
-def test_sf_without_warmup_quantises_from_the_first_call(skip):
+def test_sf_without_warmup_quantizes_from_the_first_call(skip):
     layer = dq.SFDiVeQ(3, 2, skip_iters=skip)
     initial = layer.codebook.detach().clone()
     out = layer(_z(4, 2), generator=_gen(0))

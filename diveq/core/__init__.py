@@ -26,7 +26,7 @@ from diveq.core._schedule import (
     replacement_due,
     warmup_collects,
     warmup_initialises,
-    warmup_quantises,
+    warmup_quantizes,
 )
 from diveq.core._search import nearest, quantize, sf_quantize
 from diveq.core._state import (
@@ -67,5 +67,5 @@ __all__ = [
     "warmup_codebook",
     "warmup_collects",
     "warmup_initialises",
-    "warmup_quantises",
+    "warmup_quantizes",
 ]

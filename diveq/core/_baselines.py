@@ -1,4 +1,4 @@
-"""The estimators DiVeQ is compared with (SPEC section 11), given explicit draws."""
+"""The estimators DiVeQ is compared with, given explicit draws."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Product and residual composites of DiVeQ / SF-DiVeQ, and their hard inference (SPEC s. 5).
+"""Product and residual composites of DiVeQ / SF-DiVeQ, and their hard inference.
 
 Every composite is one loop over the ``M`` codebooks: each block (product) or stage (residual)
 selects a codeword or a point on a segment, the selections form ``q``, and -- in training -- one

@@ -1,4 +1,4 @@
-"""DiVeQ and SF-DiVeQ on one codebook, given explicit draws (SPEC sections 2 and 3)."""
+"""DiVeQ and SF-DiVeQ on one codebook, given explicit draws."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""When the layers' training state changes (SPEC section 7), as pure functions of the call count.
+"""When the layers' training state changes, as pure functions of the call count.
 
 ``call`` is the 1-based index of the current train-mode call. Every function works on Python
 ints (the torch layers keep the count on the host, so no device sync) and on integer arrays (the
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["replacement_due", "warmup_collects", "warmup_initialises", "warmup_quantises"]
+__all__ = ["replacement_due", "warmup_collects", "warmup_initialises", "warmup_quantizes"]
 
 
 def replacement_due(call: Any, replacement_iters: int | None) -> Any:
@@ -19,7 +19,7 @@ def replacement_due(call: Any, replacement_iters: int | None) -> Any:
     return call % replacement_iters == 0
 
 
-def warmup_quantises(call: Any, skip_iters: int) -> Any:
+def warmup_quantizes(call: Any, skip_iters: int) -> Any:
     """SF quantisation runs from call ``skip_iters`` on (from the first when it is 0 or 1)."""
     return call >= skip_iters
 

@@ -88,7 +88,7 @@ def project_rows(
         t = xp.where(has_len, xp.clip(num / ee_safe, 0.0, 1.0), 0.0)
         inner = vertex[:, :-1] - 2.0 * t * num + t * t * ee
         # A projection clipped to a vertex scores exactly that vertex's distance, so a vertex
-        # shared by two segments is an exact tie and the first segment wins (SPEC section 4).
+        # shared by two segments is an exact tie and the first segment wins.
         dist = xp.where(t >= 1.0, vertex[:, 1:], xp.where(t <= 0.0, vertex[:, :-1], inner))
         i = xp.argmin(dist, axis=-1)
         flat = xp.arange(zb.shape[0], dtype=i.dtype, device=device(zb)) * segs + i
@@ -98,8 +98,10 @@ def project_rows(
 
 
 def segment_point(xp: Any, codebook: Array, i: Array, t: Array) -> Array:
-    """``c_i + t (c_{i+1} - c_i)``, exactly ``c_{i+1}`` at ``t = 1``."""
-    a, b = xp.take(codebook, i, axis=0), xp.take(codebook, i + 1, axis=0)
+    """``c_i + t (c_{i+1} - c_i)``, exactly ``c_{i+1}`` at ``t = 1``; the last vertex
+    ``i = K - 1`` (a codeword index, as a composite SF warm-up returns) decodes to ``c_i``."""
+    last = codebook.shape[0] - 1
+    a, b = xp.take(codebook, i, axis=0), xp.take(codebook, xp.clip(i + 1, None, last), axis=0)
     t = t[:, None]
     return xp.where(t >= 1.0, b, a + t * (b - a))
 

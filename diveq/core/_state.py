@@ -1,5 +1,5 @@
 """Training state as pure functions: code usage, perplexity, dead-code replacement and the
-SF warm-up initialisation (SPEC section 7). The layers of every backend call these."""
+SF warm-up initialisation. The layers of every backend call these."""
 
 from __future__ import annotations
 

@@ -7,11 +7,15 @@ returns float64 values and int64 indices. Inputs are never modified.
 
 Each stochastic estimator ``f`` and each baseline has a ``f_vjp(z, codebook(s), cotangent,
 *, ...)`` returning ``(dz, dcodebook(s))``, with the draws given explicitly.
+
+The layers (:class:`DiVeQ`, :class:`SFDiVeQ`, :class:`ProductDiVeQ`, :class:`ResidualDiVeQ`)
+are a pure state machine over a :class:`LayerState`: ``layer.apply(state, z)`` returns the
+output and a new state, built from the functions above.
 """
 
 from __future__ import annotations
 
-from diveq._types import Quantized, SFQuantized
+from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
 from diveq.reference._baselines import (
     nsvq,
     nsvq_vjp,
@@ -40,6 +44,8 @@ from diveq.reference._composite_sf import (
     residual_sf_diveq_vjp,
 )
 from diveq.reference._diveq import diveq, diveq_vjp
+from diveq.reference._layer_state import LayerState
+from diveq.reference._layers import DiVeQ, ProductDiVeQ, ResidualDiVeQ, SFDiVeQ
 from diveq.reference._replacement import dead_codes, replace_dead_codes
 from diveq.reference._search import nearest, quantize, sf_quantize
 from diveq.reference._sf_diveq import sf_diveq, sf_diveq_vjp
@@ -87,4 +93,13 @@ __all__ = [
     "dead_codes",
     "replace_dead_codes",
     "warmup_codebook",
+    # layers
+    "DiVeQ",
+    "SFDiVeQ",
+    "ProductDiVeQ",
+    "ResidualDiVeQ",
+    "LayerState",
+    "LayerDraws",
+    "LayerOutput",
+    "SFLayerOutput",
 ]

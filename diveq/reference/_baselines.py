@@ -1,4 +1,4 @@
-"""Baseline estimators: straight-through, NSVQ, rotation trick (SPEC section 11)."""
+"""Baseline estimators: straight-through, NSVQ, rotation trick."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The VQ-VAE codebook + commitment loss and its VJP (SPEC section 11)."""
+"""The VQ-VAE codebook + commitment loss and its VJP."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Product and residual DiVeQ and their VJPs (SPEC section 5).
+"""Product and residual DiVeQ and their VJPs.
 
 Both select one codeword per codebook, form the composite quantisation ``q`` and then take
 **one** DiVeQ step on the whole vector: ``z + ||q - z|| sg(unit(q - z + s xi))``.

@@ -1,4 +1,4 @@
-"""Hard inference with composite codebooks (SPEC section 5, "Inference").
+"""Hard inference with composite codebooks.
 
 Per block (product) or stage (residual) ``m``: hard nearest-codeword quantisation, or the exact
 polyline projection of :func:`~diveq.reference.sf_quantize`. Product concatenates the parts;

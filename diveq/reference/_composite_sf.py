@@ -1,4 +1,4 @@
-"""Product and residual SF-DiVeQ and their VJPs (SPEC section 5).
+"""Product and residual SF-DiVeQ and their VJPs.
 
 Per codebook (block or stage) ``m``, with its own dither ``lam^(m)``: the nearest dithered
 point ``i_m``, ``l_m = lam^(m)_{i_m}`` and ``q_m = (1 - l_m) C_m[i_m] + l_m C_m[i_m + 1]``

@@ -1,4 +1,4 @@
-"""DiVeQ with one codebook and its VJP (SPEC section 2), plus the shared DiVeQ step.
+"""DiVeQ with one codebook and its VJP, plus the shared DiVeQ step.
 
 The DiVeQ step maps a row ``z`` and its target ``q`` (a codeword, or the composite
 quantisation of section 5) to ``z + ||q - z|| sg(unit(q - z + s xi))``.

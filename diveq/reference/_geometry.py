@@ -23,7 +23,7 @@ __all__ = [
     "unit",
 ]
 
-#: Floor of the norm in :func:`unit`, so that ``unit(0) = 0`` (SPEC section 1).
+#: Floor of the norm in :func:`unit`, so that ``unit(0) = 0``.
 TINY = 1e-12
 
 

@@ -1,4 +1,4 @@
-"""Dead-code detection and replacement (SPEC section 7), as pure functions.
+"""Dead-code detection and replacement, as pure functions.
 
 A code is dead when it was used in too few calls of the replacement window; each dead code is
 replaced by a live code drawn with probability proportional to its ``hits``, plus a small

@@ -1,4 +1,4 @@
-"""Hard inference: nearest codeword and exact polyline projection (SPEC sections 1 and 4)."""
+"""Hard inference: nearest codeword and exact polyline projection."""
 
 from __future__ import annotations
 

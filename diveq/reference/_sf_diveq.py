@@ -1,4 +1,4 @@
-"""Space-filling DiVeQ (SF-DiVeQ) and its VJP (SPEC section 3)."""
+"""Space-filling DiVeQ (SF-DiVeQ) and its VJP."""
 
 from __future__ import annotations
 

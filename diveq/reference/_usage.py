@@ -1,4 +1,4 @@
-"""Code usage counters and perplexity (SPEC section 7)."""
+"""Code usage counters and perplexity."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SF warm-up initialisation of the codebook (SPEC section 7), as a pure function."""
+"""SF warm-up initialisation of the codebook, as a pure function."""
 
 from __future__ import annotations
 

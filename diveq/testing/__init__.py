@@ -8,6 +8,13 @@ Any implementation of the diveq API -- ours or a third party's -- can be cross-c
 
     print(check_backend(diveq.backends.torch).table())
 
+and any implementation of the layers against the reference layers (:func:`check_layers`, through
+a :class:`LayerDriver`)::
+
+    from diveq.testing import check_layers
+
+    check_layers("torch")   # raises LayerMismatch naming the case, call and field
+
 Requires ``hypothesis`` (the ``test`` extra).
 """
 
@@ -15,6 +22,20 @@ from __future__ import annotations
 
 from diveq.testing._adapters import Adapter, adapter_for, available_adapters
 from diveq.testing._check import Report, check_backend
+from diveq.testing._check_layers import (
+    LAYER_KINDS,
+    LayerKind,
+    LayerMismatch,
+    check_layer_kind,
+    check_layers,
+)
+from diveq.testing._layer_drivers import (
+    JaxLayerDriver,
+    LayerDriver,
+    ReferenceLayerDriver,
+    TorchLayerDriver,
+    driver_for,
+)
 from diveq.testing._ops import OPS, Op
 from diveq.testing._properties import (
     assert_close,
@@ -32,11 +53,18 @@ from diveq.testing._properties import (
 from diveq.testing._strategies import Case, cases, separation_tolerance
 
 __all__ = [
+    "LAYER_KINDS",
     "OPS",
     "Adapter",
     "Case",
+    "JaxLayerDriver",
+    "LayerDriver",
+    "LayerKind",
+    "LayerMismatch",
     "Op",
+    "ReferenceLayerDriver",
     "Report",
+    "TorchLayerDriver",
     "adapter_for",
     "assert_close",
     "available_adapters",
@@ -44,12 +72,15 @@ __all__ = [
     "check_backend",
     "check_commitment",
     "check_edge_values",
+    "check_layer_kind",
+    "check_layers",
     "check_empty",
     "check_errors",
     "check_forward",
     "check_gradient",
     "check_sampling",
     "check_usage",
+    "driver_for",
     "raises",
     "separation_tolerance",
     "tolerance",

@@ -24,7 +24,7 @@ class Adapter:
     name : str
         Identifier used in test ids and reports.
     module : module
-        The implementation under test (it exposes the SPEC section 10 names).
+        The implementation under test (it exposes the public API names).
     differentiable : bool
         Whether :meth:`vjp` is available.
     samples : bool

@@ -53,12 +53,12 @@ def check_backend(
     dtypes: tuple[str, ...] = ("float64", "float32"),
     max_examples: int | None = 20,
 ) -> Report:
-    """Run the SPEC contract against an implementation module.
+    """Run the contract against an implementation module.
 
-    Every public function of SPEC section 10/11 is compared with :mod:`diveq.reference` on
+    Every public function of the public API is compared with :mod:`diveq.reference` on
     hypothesis-generated, well-separated inputs with identical explicit draws: forward values,
     indices (exactly) and weights, and -- for differentiable backends -- gradients with respect
-    to ``z`` and the codebook(s). Errors of SPEC section 10, empty input and sampling are
+    to ``z`` and the codebook(s). Errors of the public API, empty input and sampling are
     checked too.
 
     Parameters

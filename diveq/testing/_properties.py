@@ -1,7 +1,7 @@
 """The contract as executable properties, each written once against an :class:`Adapter`.
 
 Every property compares the implementation with :mod:`diveq.reference` on the same explicit
-draws (SPEC section 8) or checks an error / edge case of SPEC section 10.
+draws or checks an error / edge case of the public API.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def _fixed_case(op: Op, k: int = 4, m: int = 2, width: int = 2, lead: tuple[int,
 
 
 def check_errors(adapter: Adapter, op: Op) -> None:
-    """Every SPEC section 10 error: the exception type, the argument and both shapes."""
+    """Every public API error: the exception type, the argument and both shapes."""
     fn = getattr(adapter.module, op.name)
     case = _fixed_case(op)
     a = adapter.asarray

@@ -162,7 +162,7 @@ def _antiparallel(x: np.ndarray, c: np.ndarray, tol: float) -> bool:
 
 
 def separated(case: Case, tol: float) -> bool:
-    """Whether every search of ``case`` is free of near-ties (SPEC section 8)."""
+    """Whether every search of ``case`` is free of near-ties."""
     op = case.op
     x = case.z.reshape(-1, case.z.shape[-1])
     if x.shape[0] == 0:

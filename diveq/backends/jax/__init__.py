@@ -15,12 +15,11 @@ The functions are :mod:`diveq.core` bound to JAX; their semantics are those of
 
 from __future__ import annotations
 
-from diveq._types import Quantized, SFQuantized
+from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
 from diveq.backends.jax._functions import FUNCTIONS as _api
 from diveq.backends.jax._layers import DiVeQ, ProductDiVeQ, ResidualDiVeQ, SFDiVeQ
 from diveq.backends.jax._state import (
     CompositeState,
-    LayerOutput,
     State,
     merge_params,
     split_params,
@@ -49,11 +48,13 @@ perplexity = _api["perplexity"]
 __all__ = [
     "CompositeState",
     "DiVeQ",
+    "LayerDraws",
     "LayerOutput",
     "ProductDiVeQ",
     "Quantized",
     "ResidualDiVeQ",
     "SFDiVeQ",
+    "SFLayerOutput",
     "SFQuantized",
     "State",
     "code_usage",

@@ -1,18 +1,20 @@
-"""Layer configuration: the option groups and what follows from them, validated eagerly.
+"""Layer options as frozen dataclass fields, checked once by the shared :class:`LayerSpec`.
 
-The concrete layers (:mod:`._layers`) are frozen dataclasses combining these option groups;
-:class:`Config` derives the static facts the traced code needs (number of codebooks, warm-up
-slots, replacement settings) and checks the options at construction.
+The concrete layers (:mod:`._layers`) combine these option groups; :class:`Config` builds the
+layer's :class:`~diveq._layer_spec.LayerSpec` at construction (the same checks and messages as
+every other backend) and adds the JAX-only options: ``axis_name``, ``dtype`` and the static
+warm-up buffer size ``rows_per_call``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import jax.numpy as jnp
+
+from diveq._layer_spec import LayerSpec
 
 __all__ = ["Common", "Config", "Replacement", "Warmup"]
 
@@ -23,6 +25,7 @@ class Common:
 
     noise_std: float = 1e-3
     feature_axis: int = -1
+    codebook_init: str = "symmetric"
     axis_name: Hashable | None = None
     dtype: Any = jnp.float32
 
@@ -45,93 +48,38 @@ class Warmup:
     rows_per_call: int | None = None
 
 
-def _real(name: str, value: Any, *, nonnegative: bool = False) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    if not ok or (nonnegative and value < 0):
-        low = " >= 0" if nonnegative else ""
-        raise ValueError(f"`{name}` must be a finite float{low}; got {value!r}")
-
-
-def _positive_int(name: str, value: Any, low: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"`{name}` must be an int >= {low}; got {value!r}")
-
-
 class Config:
-    """Static facts derived from the options; concrete layers are frozen dataclasses."""
+    """Builds and keeps the :class:`LayerSpec`; concrete layers are frozen dataclasses."""
 
     layout: ClassVar[str] = "single"
-    num_codes: int
-    dim: int
-    noise_std: float
-    feature_axis: int
+    spec: LayerSpec
     axis_name: Hashable | None
     dtype: Any
 
-    # -- what a concrete layer declares -------------------------------------------------------
     @property
     def num_books(self) -> int:
         """Number of codebooks ``M`` (1 for one-codebook layers)."""
-        return 1
+        return int(getattr(self, "num_codebooks", 1))
 
-    @property
-    def _sf(self) -> bool:
-        """Space-filling (polyline) quantisation."""
-        return bool(getattr(self, "space_filling", False))
-
-    def _names(self) -> tuple[str, str | None, str]:
-        """Public functions: (training estimator, warm-up estimator or None, inference)."""
-        raise NotImplementedError
-
-    def _replacement(self) -> tuple[int, float, float] | None:
-        iters = getattr(self, "replacement_iters", None)
-        if iters is None or (self._sf and self._skip() <= 1):
-            return None
-        return iters, getattr(self, "discard_threshold", 0.01), getattr(self, "perturb_eps", 0.0)
-
-    def _skip(self) -> int:
-        return getattr(self, "skip_iters", 0) if self._sf else 0
-
-    def _slots(self) -> int:
-        """Warm-up calls whose rows are kept (0: no warm-up buffer)."""
-        skip = self._skip()
-        return min(getattr(self, "avg_iters", 0), skip - 1) if skip > 1 else 0
-
-    # -- construction ------------------------------------------------------------------------
     def __post_init__(self) -> None:
-        _positive_int("num_codes", self.num_codes, 2 if self._sf else 1)
-        _positive_int("dim", self.dim)
-        _positive_int("num_codebooks", self.num_books)
-        if self.layout == "product" and self.dim % self.num_books:
+        options = {
+            name: getattr(self, name)
+            for name in LayerSpec.__dataclass_fields__
+            if name not in ("layout", "num_codebooks") and hasattr(self, name)
+        }
+        options.setdefault("replacement_iters", None)  # SFDiVeQ has no replacement
+        spec = LayerSpec(self.layout, self.num_books, **options)
+        object.__setattr__(self, "spec", spec)
+        rows = getattr(self, "rows_per_call", None)
+        if spec.warmup_slots and rows is None:
             raise ValueError(
-                f"product quantisation needs dim % num_codebooks == 0; got dim = {self.dim}, "
-                f"num_codebooks = {self.num_books}"
+                f"`rows_per_call` is required when skip_iters > 1 (got skip_iters = "
+                f"{spec.skip_iters}): the warm-up buffer has a static size of "
+                "avg_iters * rows_per_call rows; pass the number of rows (latent vectors) "
+                "per call on one device, e.g. batch * height * width"
             )
-        _real("noise_std", self.noise_std, nonnegative=True)
-        if not isinstance(self.feature_axis, int):
-            raise TypeError(f"`feature_axis` must be an int; got {self.feature_axis!r}")
-        iters = getattr(self, "replacement_iters", None)
-        if iters is not None:
-            _positive_int("replacement_iters", iters)
-            _real("discard_threshold", getattr(self, "discard_threshold", 0.0))
-            _real("perturb_eps", getattr(self, "perturb_eps", 0.0), nonnegative=True)
-        if self._sf:
-            _positive_int("skip_iters", getattr(self, "skip_iters", 0), 0)
-            _positive_int("avg_iters", getattr(self, "avg_iters", 1))
-            rows = getattr(self, "rows_per_call", None)
-            if self._slots() and rows is None:
-                raise ValueError(
-                    f"`rows_per_call` is required when skip_iters > 1 (got skip_iters = "
-                    f"{self._skip()}): the warm-up buffer has a static size of "
-                    "avg_iters * rows_per_call rows; pass the number of rows (latent vectors) "
-                    "per call on one device, e.g. batch * height * width"
-                )
-            if rows is not None:
-                _positive_int("rows_per_call", rows)
-
-    @property
-    def _width(self) -> int:
-        return self.dim // self.num_books if self.layout == "product" else self.dim
+        if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
+            raise ValueError(f"`rows_per_call` must be an int >= 1; got {rows!r}")
 
     def _rows_per_call(self) -> int:
-        return int(getattr(self, "rows_per_call", None) or 0) if self._slots() else 0
+        return int(getattr(self, "rows_per_call", None) or 0) if self.spec.warmup_slots else 0

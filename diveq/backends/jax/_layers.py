@@ -32,7 +32,7 @@ from dataclasses import KW_ONLY, dataclass
 from typing import ClassVar
 
 from diveq.backends.jax._config import Common, Replacement, Warmup
-from diveq.backends.jax._layer_codes import Layer
+from diveq.backends.jax._layer import Layer
 
 __all__ = ["DiVeQ", "ProductDiVeQ", "ResidualDiVeQ", "SFDiVeQ"]
 
@@ -48,7 +48,7 @@ _NOTES = """
 
 @dataclass(frozen=True)
 class DiVeQ(Layer, Replacement, Common):
-    """DiVeQ layer with one codebook (SPEC sections 2 and 7).
+    """DiVeQ layer with one codebook.
 
     Parameters
     ----------
@@ -66,6 +66,9 @@ class DiVeQ(Layer, Replacement, Common):
         Scale of the perturbation of replaced codes.
     feature_axis : int, default -1
         Axis of ``z`` holding the features (e.g. 1 for images ``(B, C, H, W)``).
+    codebook_init : {"symmetric", "positive"}, default "symmetric"
+        Codebook init: ``U(-1/K, 1/K)`` (the VQ-VAE convention) or ``U[0, 1/K)`` (the official
+        package and the paper's compression code), elementwise.
     axis_name : hashable, optional
         Device axis over which usage counts are summed (data-parallel training).
     dtype : dtype, default float32
@@ -82,13 +85,10 @@ class DiVeQ(Layer, Replacement, Common):
     num_codes: int
     dim: int
 
-    def _names(self) -> tuple[str, str | None, str]:
-        return "diveq", None, "quantize"
-
 
 @dataclass(frozen=True)
 class SFDiVeQ(Layer, Warmup, Common):
-    """Space-filling DiVeQ layer with one codebook and the SF warm-up (SPEC sections 3, 7).
+    """Space-filling DiVeQ layer with one codebook and the SF warm-up.
 
     Parameters
     ----------
@@ -108,7 +108,7 @@ class SFDiVeQ(Layer, Warmup, Common):
         Maximum rows (latent vectors) per call on one device; required when
         ``skip_iters > 1``, since the warm-up buffer has the static size
         ``avg_iters * rows_per_call``. Calls with fewer rows are padded.
-    feature_axis, axis_name, dtype
+    feature_axis, codebook_init, axis_name, dtype
         As for :class:`DiVeQ`.
 
     Notes
@@ -124,9 +124,6 @@ class SFDiVeQ(Layer, Warmup, Common):
     num_codes: int
     dim: int
 
-    def _names(self) -> tuple[str, str | None, str]:
-        return "sf_diveq", None, "sf_quantize"
-
 
 @dataclass(frozen=True)
 class _Composite(Layer, Replacement, Warmup, Common):
@@ -135,16 +132,6 @@ class _Composite(Layer, Replacement, Warmup, Common):
     dim: int
     _: KW_ONLY
     space_filling: bool = False
-
-    @property
-    def num_books(self) -> int:
-        return self.num_codebooks
-
-    def _names(self) -> tuple[str, str | None, str]:
-        kind = self.layout
-        if self.space_filling:
-            return f"{kind}_sf_diveq", f"{kind}_diveq", f"{kind}_sf_quantize"
-        return f"{kind}_diveq", None, f"{kind}_quantize"
 
 
 _COMPOSITE = """Parameters
@@ -156,11 +143,13 @@ _COMPOSITE = """Parameters
     dim : int
         ``D``, feature size of ``z``.
     space_filling : bool, default False
-        Use the SF estimator per codebook (SPEC section 5). During the SF warm-up
+        Use the SF estimator per codebook. During the SF warm-up
         (``skip_iters``, ``avg_iters``, ``rows_per_call`` as for :class:`SFDiVeQ`) the layer
         runs composite DiVeQ with replacement, then initialises every codebook from its own
         block / stage latents.
-    noise_std, replacement_iters, discard_threshold, perturb_eps, feature_axis, axis_name, dtype
+    noise_std, replacement_iters, discard_threshold, perturb_eps, feature_axis, codebook_init
+        As for :class:`DiVeQ`.
+    axis_name, dtype
         As for :class:`DiVeQ`.
 
     Notes

@@ -13,27 +13,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import jax
 
-__all__ = ["CompositeState", "LayerOutput", "State", "merge_params", "split_params"]
-
-
-class LayerOutput(NamedTuple):
-    """What a layer's ``apply`` returns next to its new state.
-
-    Attributes
-    ----------
-    values : jax.Array, shape ``z.shape``
-        Quantised latents in the dtype of ``z`` (masked and non-finite rows: ``z`` unchanged).
-    indices : jax.Array of int
-        Selected codeword (segment for space-filling layers) per row, shape ``z.shape`` without
-        the feature axis (``+ (M,)`` for composite layers); ``-1`` for masked or non-finite
-        rows and for rows of the SF warm-up calls.
-    perplexity : jax.Array, shape ()
-        Codebook perplexity of the call's valid rows (mean over the codebooks of a composite).
-    """
-
-    values: jax.Array
-    indices: jax.Array
-    perplexity: jax.Array
+__all__ = ["CompositeState", "State", "merge_params", "split_params"]
 
 
 class State(NamedTuple):

@@ -16,11 +16,10 @@ input.
 
 from __future__ import annotations
 
-from diveq._types import Quantized, SFQuantized
+from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
 from diveq.backends.torch._functions import FUNCTIONS as _api
 from diveq.backends.torch._layers import DiVeQ, SFDiVeQ
 from diveq.backends.torch._layers_composite import ProductDiVeQ, ResidualDiVeQ
-from diveq.backends.torch._outputs import LayerOutput, SFLayerOutput
 
 nearest = _api["nearest"]
 quantize = _api["quantize"]
@@ -44,6 +43,7 @@ perplexity = _api["perplexity"]
 
 __all__ = [
     "DiVeQ",
+    "LayerDraws",
     "LayerOutput",
     "ProductDiVeQ",
     "Quantized",

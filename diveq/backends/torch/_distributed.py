@@ -1,6 +1,6 @@
 """Data-parallel training state: the collectives the layers run under ``torch.distributed``.
 
-SPEC section 7: per-call usage counts are summed over all workers before use, replacement
+Per-call usage counts are summed over all workers before use, replacement
 writes the same rows on every worker, and the SF warm-up initialises from every worker's rows.
 Each helper is a no-op path for a single process: :func:`active_group` returns ``None`` when
 ``torch.distributed`` is unavailable, not initialised, or the group has one member, and the

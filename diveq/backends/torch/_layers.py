@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-from diveq.backends.torch._layer_base import Quantizer
+from diveq._layer_spec import LayerSpec
+from diveq.backends.torch._layer import Quantizer
 
 __all__ = ["DiVeQ", "SFDiVeQ"]
 
@@ -18,7 +19,8 @@ class DiVeQ(Quantizer):
     without auxiliary losses), counts code usage and, every ``replacement_iters`` train-mode
     calls, replaces codes unused in that window by perturbed copies of live codes drawn in
     proportion to their use. Eval mode returns the nearest codewords and changes no state.
-    Semantics: :mod:`diveq.reference` (SPEC sections 2 and 7).
+    Semantics: the reference layer :class:`diveq.reference.DiVeQ`, against which this layer is
+    checked call by call with identical draws (:func:`diveq.testing.check_layers`).
 
     Parameters
     ----------
@@ -36,6 +38,9 @@ class DiVeQ(Quantizer):
         Scale of the Gaussian perturbation added to a copied donor.
     feature_axis : int, default -1
         Axis of ``z`` holding the features, e.g. ``1`` for ``(B, C, H, W)``.
+    codebook_init : {"symmetric", "positive"}, default "symmetric"
+        Codebook init: ``U(-1/K, 1/K)`` (the VQ-VAE convention) or ``U[0, 1/K)`` (the official
+        package and the paper's compression code), elementwise.
     chunk_size : int, optional
         Rows per tile of the nearest-codeword search (bounds its memory).
     device, dtype : optional
@@ -89,27 +94,26 @@ class DiVeQ(Quantizer):
         discard_threshold: float = 0.01,
         perturb_eps: float = 1e-9,
         feature_axis: int = -1,
+        codebook_init: str = "symmetric",
         chunk_size: int | None = None,
         device: Any = None,
         dtype: torch.dtype | None = None,
         process_group: Any = None,
     ) -> None:
-        super().__init__(
+        spec = LayerSpec(
+            "single",
             1,
             num_codes,
             dim,
-            space_filling=False,
             noise_std=noise_std,
             replacement_iters=replacement_iters,
             discard_threshold=discard_threshold,
             perturb_eps=perturb_eps,
-            skip_iters=0,
-            avg_iters=0,
             feature_axis=feature_axis,
-            chunk_size=chunk_size,
-            device=device,
-            dtype=dtype,
-            process_group=process_group,
+            codebook_init=codebook_init,
+        )
+        super().__init__(
+            spec, chunk_size=chunk_size, device=device, dtype=dtype, process_group=process_group
         )
 
 
@@ -121,7 +125,7 @@ class SFDiVeQ(Quantizer):
     the mean of the ``j``-th chunk of those rows and the rows are freed. From call
     ``skip_iters`` on, train mode runs :func:`diveq.backends.torch.sf_diveq`. Eval mode returns
     the exact nearest point of the codeword polyline and changes no state. Semantics:
-    :mod:`diveq.reference` (SPEC sections 3 and 7).
+    the reference layer :class:`diveq.reference.SFDiVeQ`.
 
     Parameters
     ----------
@@ -137,6 +141,9 @@ class SFDiVeQ(Quantizer):
         Warm-up calls whose rows initialise the codebook.
     feature_axis : int, default -1
         Axis of ``z`` holding the features.
+    codebook_init : {"symmetric", "positive"}, default "symmetric"
+        Codebook init: ``U(-1/K, 1/K)`` (the VQ-VAE convention) or ``U[0, 1/K)`` (the official
+        package and the paper's compression code), elementwise.
     chunk_size : int, optional
         Rows per search tile.
     device, dtype : optional
@@ -182,25 +189,25 @@ class SFDiVeQ(Quantizer):
         skip_iters: int = 1000,
         avg_iters: int = 50,
         feature_axis: int = -1,
+        codebook_init: str = "symmetric",
         chunk_size: int | None = None,
         device: Any = None,
         dtype: torch.dtype | None = None,
         process_group: Any = None,
     ) -> None:
-        super().__init__(
+        spec = LayerSpec(
+            "single",
             1,
             num_codes,
             dim,
             space_filling=True,
             noise_std=noise_std,
             replacement_iters=None,
-            discard_threshold=0.0,
-            perturb_eps=0.0,
             skip_iters=skip_iters,
             avg_iters=avg_iters,
             feature_axis=feature_axis,
-            chunk_size=chunk_size,
-            device=device,
-            dtype=dtype,
-            process_group=process_group,
+            codebook_init=codebook_init,
+        )
+        super().__init__(
+            spec, chunk_size=chunk_size, device=device, dtype=dtype, process_group=process_group
         )

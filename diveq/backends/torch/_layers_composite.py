@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-from diveq.backends.torch._layer_base import Quantizer
+from diveq._layer_spec import LayerSpec
+from diveq.backends.torch._layer import Quantizer
 
 __all__ = ["ProductDiVeQ", "ResidualDiVeQ"]
 
@@ -18,7 +19,8 @@ _DOC = """{what}
     ``space_filling=True`` the first ``skip_iters - 1`` train-mode calls run composite DiVeQ
     (with replacement); at call ``skip_iters - 1`` each codebook is initialised from its own
     {latents} of the last ``avg_iters`` calls, as :class:`SFDiVeQ` does, and SF training starts.
-    Semantics: :mod:`diveq.reference` (SPEC sections 5 and 7).
+    Semantics: the reference layers :class:`diveq.reference.ProductDiVeQ` and
+    :class:`diveq.reference.ResidualDiVeQ` (checked by :func:`diveq.testing.check_layers`).
 
     Parameters
     ----------
@@ -41,6 +43,9 @@ _DOC = """{what}
         The SF warm-up schedule (``space_filling=True`` only).
     feature_axis : int, default -1
         Axis of ``z`` holding the features.
+    codebook_init : {{"symmetric", "positive"}}, default "symmetric"
+        Codebook init: ``U(-1/K, 1/K)`` (the VQ-VAE convention) or ``U[0, 1/K)`` (the official
+        package and the paper's compression code), elementwise.
     chunk_size : int, optional
         Rows per search tile.
     device, dtype : optional
@@ -61,6 +66,7 @@ _DOC = """{what}
 
 class _Composite(Quantizer):
     codebooks: torch.nn.Parameter
+    layout = "product"
 
     def __init__(
         self,
@@ -76,12 +82,14 @@ class _Composite(Quantizer):
         skip_iters: int = 1000,
         avg_iters: int = 50,
         feature_axis: int = -1,
+        codebook_init: str = "symmetric",
         chunk_size: int | None = None,
         device: Any = None,
         dtype: torch.dtype | None = None,
         process_group: Any = None,
     ) -> None:
-        super().__init__(
+        spec = LayerSpec(
+            type(self).layout,
             num_codebooks,
             num_codes,
             dim,
@@ -93,10 +101,10 @@ class _Composite(Quantizer):
             skip_iters=skip_iters,
             avg_iters=avg_iters,
             feature_axis=feature_axis,
-            chunk_size=chunk_size,
-            device=device,
-            dtype=dtype,
-            process_group=process_group,
+            codebook_init=codebook_init,
+        )
+        super().__init__(
+            spec, chunk_size=chunk_size, device=device, dtype=dtype, process_group=process_group
         )
 
 
@@ -124,19 +132,3 @@ class ResidualDiVeQ(_Composite):
         shape="(M, K, D)",
     )
     layout = "residual"
-
-    def _latents(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Stage residuals ``x_m = z - sum_{j<m} C_j[k_j]`` of this call, ``(N, M, D)``."""
-        books = self._books().detach().to(x.dtype)
-        stages, rest = [], x
-        for m in range(self.num_codebooks):
-            stages.append(rest)
-            rest = rest - books[m][idx[:, m].clamp(min=0)]
-        return torch.stack(stages, dim=1)
-
-    def _combine(self, parts: torch.Tensor) -> torch.Tensor:
-        """Sum of the stages, in stage order (as the quantiser adds them)."""
-        total = parts[..., 0, :]
-        for m in range(1, self.num_codebooks):
-            total = total + parts[..., m, :]
-        return total

@@ -1,6 +1,6 @@
-"""The rows an SF layer keeps during its warm-up, and the initial codebooks made from them.
+"""The rows an SF torch layer keeps during its warm-up (its warm-up store).
 
-The buffer holds the latents of the last ``avg_iters`` warm-up calls only (SPEC section 7), as
+The buffer holds the latents of the last ``avg_iters`` warm-up calls only, as
 detached tensors in call order, together with each row's validity; masked and non-finite rows
 are stored as zeros and excluded by the mask, so no shape depends on data. It is emptied once
 the codebooks are initialised, and it travels in the layer's ``state_dict`` (extra state) so a
@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-import diveq.core as core
 from diveq.backends.torch._distributed import gather_calls
 
 __all__ = ["WarmupBuffer"]
@@ -29,14 +28,16 @@ class WarmupBuffer:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def append(self, rows: torch.Tensor, valid: torch.Tensor) -> None:
+    def append(self, rows: torch.Tensor, valid: torch.Tensor) -> WarmupBuffer:
         """Keep one call's latents (detached) and row validity."""
         self.rows.append(rows.detach())
         self.valid.append(valid.detach())
+        return self
 
-    def clear(self) -> None:
+    def clear(self) -> WarmupBuffer:
         """Free the kept rows."""
         self.rows, self.valid = [], []
+        return self
 
     def state(self) -> dict[str, Any]:
         """What goes into the layer's extra state (lists of tensors, picklable)."""
@@ -47,39 +48,18 @@ class WarmupBuffer:
         self.rows = list(state.get("warmup_rows", []))
         self.valid = list(state.get("warmup_valid", []))
 
-    def codebooks(self, num_codes: int, like: torch.Tensor, group: Any = None) -> torch.Tensor:
-        """Initial codebooks ``(M, K, D')``: codeword ``j`` of book ``m`` is the mean of the
-        valid rows ``[j h, (j+1) h)`` of slice ``m`` (:func:`diveq.core.warmup_codebook`).
+    def rows_and_valid(
+        self, like: torch.Tensor, group: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """All kept rows ``(R, M, D')`` and their validity ``(R,)`` on the device of ``like``.
 
-        Computed in at least float32 on the device of ``like`` and returned in its dtype. Counts
-        the valid rows once on the host (one synchronisation per training run). With a process
-        ``group`` (data-parallel training) the rows of all its members are used, ordered by
-        call, then rank, then row, so every member computes the same codebooks.
-
-        Raises
-        ------
-        ValueError
-            If fewer than ``num_codes`` valid rows were kept.
+        With a process ``group`` (data-parallel training) the rows of all its members, ordered
+        by call, then rank, then row, so every member initialises the same codebooks.
         """
-        work = torch.promote_types(like.dtype, torch.float32)
         if group is not None:
-            rows, valid = gather_calls(self.rows, self.valid, group, like.device)
-            rows = rows.to(dtype=work)
-        elif self.rows:
-            rows = torch.cat(self.rows).to(device=like.device, dtype=work)
-            valid = torch.cat(self.valid).to(device=like.device)
-        else:
-            rows = like.new_zeros((0, 1, 1), dtype=work)
-            valid = torch.zeros(0, dtype=torch.bool, device=like.device)
-        count = int(valid.sum())
-        if count < num_codes:
-            raise ValueError(
-                f"SF warm-up needs at least K = {num_codes} valid rows to initialise the "
-                f"codebook; the last {len(self.rows)} warm-up calls kept {count} valid rows of "
-                f"{rows.shape[0]}: raise avg_iters or the batch size, or mask out fewer rows"
-            )
-        books = [
-            core.warmup_codebook(rows[:, m, :], num_codes, valid=valid)
-            for m in range(rows.shape[1])
-        ]
-        return torch.stack(books).to(like.dtype)
+            return gather_calls(self.rows, self.valid, group, like.device)
+        if not self.rows:
+            shape = (0, like.shape[0], like.shape[-1])
+            return like.new_zeros(shape), torch.zeros(0, dtype=torch.bool, device=like.device)
+        rows = torch.cat(self.rows).to(device=like.device)
+        return rows, torch.cat(self.valid).to(device=like.device)

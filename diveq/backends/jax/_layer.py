@@ -1,0 +1,314 @@
+"""The JAX side of every layer: the state pytree, ``lax.cond``, ``axis_name`` collectives and
+keys. The layer logic itself is the core's (:mod:`diveq.core._layer_step`,
+:mod:`diveq.core._layer_rows`), shared with the torch layers.
+
+Internally every layer works on stacked codebooks ``(M, K, D')`` and codes ``(N, M)``; a
+one-codebook layer is ``M = 1``. A concrete layer (see :mod:`._layers`) only declares its fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
+from diveq.backends.jax import _warmup as warm
+from diveq.backends.jax._config import Config
+from diveq.backends.jax._functions import FUNCTIONS, draw_dtype
+from diveq.backends.jax._state import CompositeState, State
+from diveq.core import _layer_rows as rows_
+from diveq.core import _layer_step as step
+from diveq.core._schedule import warmup_initialises, warmup_quantizes
+
+__all__ = ["AnyState", "Layer"]
+
+AnyState = State | CompositeState
+Output = LayerOutput | SFLayerOutput
+
+
+def _traced(*arrays: Any) -> bool:
+    return any(isinstance(a, jax.core.Tracer) for a in arrays)
+
+
+class Layer(Config):
+    """``init`` / ``apply`` / ``encode`` / ``decode`` shared by every JAX layer."""
+
+    # -- state ---------------------------------------------------------------------------------
+    def init(self, key: jax.Array) -> AnyState:
+        """A fresh state: codebook(s) from ``init``, zero counters, empty warm-up buffer.
+
+        Parameters
+        ----------
+        key : jax.Array
+            A :func:`jax.random.key` for the codebook draw.
+
+        Returns
+        -------
+        State or CompositeState
+            The layer state (a pytree).
+        """
+        s = self.spec
+        low, high = s.init_bounds
+        shape = (s.num_codebooks, s.num_codes, s.width)
+        books = jax.random.uniform(key, shape, dtype=self.dtype, minval=low, maxval=high)
+        counters = jnp.zeros(shape[:2], dtype=int)
+        rows = s.warmup_slots * self._rows_per_call()
+        return self._pack(
+            step.LayerState(
+                books,
+                jnp.zeros((), dtype=int),
+                counters,
+                counters,
+                (jnp.zeros((rows, *shape[::2]), dtype=self.dtype), jnp.zeros((rows,), bool)),
+            )
+        )
+
+    def _pack(self, s: step.LayerState) -> AnyState:
+        (buffer, valid), books = s.warmup, lax.stop_gradient(s.books)
+        if self.spec.composite:
+            return CompositeState(books, s.calls, s.hits, s.calls_used, buffer, valid)
+        return State(books[0], s.calls, s.hits[0], s.calls_used[0], buffer[:, 0, :], valid)
+
+    def _unpack(self, state: AnyState) -> step.LayerState:
+        books, calls, hits, used, buffer, valid = state
+        if not self.spec.composite:
+            books, hits, used, buffer = books[None], hits[None], used[None], buffer[:, None, :]
+        return step.LayerState(books, calls, hits, used, (buffer, valid))
+
+    def release_warmup(self, state: AnyState) -> AnyState:
+        """Drop the SF warm-up buffer once the warm-up init has happened (frees its memory).
+
+        The returned state has a buffer of 0 rows, so a jitted step recompiles once. Call it
+        outside ``jax.jit``.
+
+        Parameters
+        ----------
+        state : State or CompositeState
+            A state whose warm-up init has happened.
+
+        Returns
+        -------
+        State or CompositeState
+            ``state`` with ``buffer`` and ``buffer_valid`` of 0 rows (``state`` itself for
+            layers without a warm-up buffer).
+
+        Raises
+        ------
+        ValueError
+            If the warm-up init has not happened yet (``calls < skip_iters - 1``).
+        """
+        if not self.spec.warmup_slots or state.buffer.shape[0] == 0:
+            return state
+        if not _traced(state.calls) and int(state.calls) < self.spec.skip_iters - 1:
+            raise ValueError(
+                f"the warm-up buffer is still needed: calls = {int(state.calls)} < "
+                f"skip_iters - 1 = {self.spec.skip_iters - 1}"
+            )
+        return state._replace(buffer=state.buffer[:0], buffer_valid=state.buffer_valid[:0])
+
+    # -- the call ------------------------------------------------------------------------------
+    def _ops(self) -> step.LayerOps:
+        spec, axis = self.spec, self.axis_name
+        return step.LayerOps(
+            xp=jnp,
+            function=FUNCTIONS.__getitem__,
+            stop_gradient=lax.stop_gradient,
+            cond=lax.cond,
+            bincount=lambda x, length: jnp.bincount(x, length=length),
+            reduce_counts=(lambda c: c) if axis is None else (lambda c: lax.psum(c, axis)),
+            collect=lambda store, call, latents, valid: warm.collect(
+                spec, self._rows_per_call(), store, call, latents, valid
+            ),
+            warmup_rows=lambda store: warm.gather(store[0], store[1], spec.warmup_slots, axis),
+            clear_warmup=lambda store: tuple(jnp.zeros_like(x) for x in store),
+        )
+
+    def _draws(
+        self, key: jax.Array | None, rows: jax.Array, books: jax.Array, given: LayerDraws | None
+    ) -> step.Draws:
+        keys = None if key is None else jax.random.split(key, 3)
+
+        def sampler(name: str, shape: tuple[int, ...]) -> jax.Array:
+            if keys is None:
+                raise ValueError(
+                    f"`key` is required in train mode to sample `{name}` of shape {shape} "
+                    "(noise_std > 0, space-filling dither or dead-code replacement): pass "
+                    f"key=jax.random.key(seed), a fresh one every step, or draws=LayerDraws("
+                    f"{name}=...)"
+                )
+            if name == "noise":
+                k = keys[0]
+                if self.axis_name is not None:  # noise differs per device; the rest does not
+                    k = jax.random.fold_in(k, lax.axis_index(self.axis_name))
+                return jax.random.normal(k, shape, dtype=draw_dtype(rows))
+            if name == "dither":
+                return jax.random.uniform(keys[1], shape, dtype=draw_dtype(rows))
+            k_donors, k_perturb = jax.random.split(keys[2])
+            if name == "donors":
+                return jax.random.uniform(k_donors, shape, dtype=jnp.float32)
+            return jax.random.normal(k_perturb, shape, dtype=books.dtype)
+
+        return step.Draws(self.spec, given, sampler)
+
+    def apply(
+        self,
+        state: AnyState,
+        z: jax.Array,
+        *,
+        key: jax.Array | None = None,
+        mask: jax.Array | None = None,
+        train: bool = True,
+        draws: LayerDraws | None = None,
+    ) -> tuple[Output, AnyState]:
+        """Quantise ``z``; in training also advance the state (pure: returns the new state).
+
+        Parameters
+        ----------
+        state : State or CompositeState
+            From :meth:`init` or a previous call.
+        z : jax.Array
+            Latents with ``dim`` features on ``feature_axis``, real floating dtype.
+        key : jax.Array, optional
+            Source of the training draws not given in ``draws`` (noise, SF dither, replacement
+            donors). Pass the same key on every device with ``axis_name``.
+        mask : jax.Array of bool, optional
+            Shape ``z.shape`` without the feature axis; ``False`` rows pass through
+            unchanged, get index ``-1`` and never touch the state or the codebook gradient
+            (as non-finite rows).
+        train : bool, default True
+            Python bool (static under jit). ``False``: hard inference, ``state`` returned
+            unchanged (the same object).
+        draws : diveq.LayerDraws, optional
+            Explicit draws for this call; with the same draws every backend and the reference
+            layers agree.
+
+        Returns
+        -------
+        output : LayerOutput or SFLayerOutput
+            ``(values, indices, perplexity)``; space-filling layers add ``weights``.
+        new_state : State or CompositeState
+            The advanced state (``state`` itself when ``train`` is False).
+
+        Raises
+        ------
+        ValueError
+            On a feature size or mask shape mismatch, a missing ``key``, more rows than
+            ``rows_per_call`` during warm-up, or (eagerly, when not traced) too few valid
+            rows at the SF warm-up init.
+        TypeError
+            If ``z`` is not real floating, ``mask`` not boolean or ``train`` not a bool.
+        """
+        if not isinstance(train, bool):
+            raise TypeError(f"`train` must be a Python bool (static under jit); got {train!r}")
+        spec, ops, s = self.spec, self._ops(), self._unpack(state)
+        rows, valid, lead = rows_.to_rows(spec, jnp, z, mask)
+        if not train:
+            values, idx, weights = step.infer(spec, ops, s.books, rows, valid)
+            return self._output(rows, valid, lead, values, idx, weights), state
+        warming = spec.warmup_slots > 0 and state.buffer.shape[0] > 0
+        if warming:
+            self._check_buffer(state, rows, valid)
+        d = self._draws(key, rows, s.books, draws)
+        quantizing = warmup_quantizes(s.calls + 1, spec.skip_iters)
+        values, idx, weights = step.estimate(spec, ops, s.books, rows, valid, d, quantizing)
+        idx = jnp.where(valid[:, None], idx, -1)
+        counts = ops.reduce_counts(step.book_counts(spec, ops, idx))
+        new, _ = step.advance(spec, ops, s, rows, valid, idx, counts, d, warming=warming)
+        out = self._output(rows, valid, lead, values, idx, weights, counts)
+        return out, self._pack(new)
+
+    def _output(
+        self,
+        rows: jax.Array,
+        valid: jax.Array,
+        lead: tuple[int, ...],
+        values: jax.Array,
+        idx: jax.Array,
+        weights: jax.Array,
+        counts: jax.Array | None = None,
+    ) -> Output:
+        spec, ops = self.spec, self._ops()
+        idx = jnp.where(valid[:, None], idx, -1)
+        if counts is None:
+            counts = ops.reduce_counts(step.book_counts(spec, ops, idx))
+        perplexity = step.mean_perplexity(jnp, counts)
+        out = rows_.finish(spec, jnp, rows, valid, lead, values, idx, weights)
+        if spec.space_filling:
+            return SFLayerOutput(out[0], out[1], perplexity, out[2])
+        return LayerOutput(out[0], out[1], perplexity)
+
+    def _check_buffer(self, state: AnyState, rows: jax.Array, valid: jax.Array) -> None:
+        per_call, spec = self._rows_per_call(), self.spec
+        if rows.shape[0] > per_call:
+            raise ValueError(
+                f"this call has {rows.shape[0]} rows but the warm-up buffer holds "
+                f"rows_per_call = {per_call} per call; raise `rows_per_call`"
+            )
+        if _traced(state.calls, state.buffer_valid, valid):
+            return  # under jit the layer keeps its codebook instead (documented)
+        call = int(state.calls) + 1
+        if self.axis_name is None and warmup_initialises(call, spec.skip_iters):
+            count = int(jnp.sum(state.buffer_valid)) + int(jnp.sum(valid))
+            if count < spec.num_codes:
+                raise ValueError(step.too_few_rows(spec, count))
+
+    # -- codes ---------------------------------------------------------------------------------
+    def encode(
+        self, state: AnyState, z: jax.Array, *, mask: jax.Array | None = None
+    ) -> Quantized | SFQuantized:
+        """Hard inference with the full result (SF layers: segment ``weights`` too).
+
+        Parameters
+        ----------
+        state : State or CompositeState
+            The layer state.
+        z : jax.Array
+            Latents, as for :meth:`apply`.
+        mask : jax.Array of bool, optional
+            As for :meth:`apply`.
+
+        Returns
+        -------
+        Quantized or SFQuantized
+            As ``apply(..., train=False)``, plus the segment positions ``weights`` for
+            space-filling layers. Masked and non-finite rows get index ``-1``, weight 0 and
+            their input as value.
+        """
+        spec = self.spec
+        rows, valid, lead = rows_.to_rows(spec, jnp, z, mask)
+        books = self._unpack(state).books
+        values, idx, weights = step.infer(spec, self._ops(), books, rows, valid)
+        out = rows_.finish(spec, jnp, rows, valid, lead, values, idx, weights)
+        return SFQuantized(*out) if spec.space_filling else Quantized(out[0], out[1])
+
+    def decode(
+        self, state: AnyState, indices: jax.Array, weights: jax.Array | None = None
+    ) -> jax.Array:
+        """Vectors from codes: ``c_k`` (SF: the point at ``weights`` on segment ``i``), ``0``
+        for ``-1``; ``decode(state, *encode(state, z)[1:])`` equals ``encode(state, z).values``.
+
+        Parameters
+        ----------
+        state : State or CompositeState
+            The layer state.
+        indices : jax.Array of int
+            As returned by :meth:`apply` or :meth:`encode`.
+        weights : jax.Array, optional
+            Segment positions (same shape as ``indices``); required for SF layers.
+
+        Returns
+        -------
+        jax.Array
+            Shape ``indices.shape`` (without the trailing ``M`` of composites) with ``dim``
+            features inserted at ``feature_axis``, in the codebook dtype.
+
+        Raises
+        ------
+        ValueError
+            On ``weights`` missing for (or given to a non-) space-filling layer, or a shape
+            mismatch.
+        """
+        return rows_.decode(self.spec, jnp, self._unpack(state).books, indices, weights)

@@ -1,0 +1,337 @@
+"""The torch side of every layer: storage (parameter, buffers, warm-up rows), the host-side call
+count, data-parallel collectives and the generator. The layer logic itself is the core's
+(:mod:`diveq.core._layer_step`, :mod:`diveq.core._layer_rows`), shared with the JAX layers.
+
+The count of train-mode calls lives on the host, so the schedule (replacement windows, SF
+warm-up) costs no device sync; it travels in ``state_dict()`` as extra state, with the warm-up
+rows. Internally the codebooks are seen as ``(M, K, D')`` and per-row codes as ``(N, M)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import array_api_compat.torch as xp
+import torch
+from torch import nn
+
+from diveq._layer_spec import LayerSpec
+from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
+from diveq.backends.torch._distributed import active_group, all_reduce_sum, broadcast_from_first
+from diveq.backends.torch._functions import FUNCTIONS, sample
+from diveq.backends.torch._warmup import WarmupBuffer
+from diveq.core import _layer_rows as rows_
+from diveq.core import _layer_step as step
+from diveq.core._schedule import warmup_quantizes
+
+__all__ = ["Quantizer"]
+
+
+#: Options fixed at construction: they set the shapes of the parameter and buffers.
+_SHAPING = ("layout", "num_codebooks", "num_codes", "dim", "space_filling")
+
+
+def _chunk_size(value: Any) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"`chunk_size` must be None or an int >= 1; got {value!r}")
+    return value
+
+
+def _require_rows(count: torch.Tensor, message: Any, num_codes: int) -> None:
+    found = int(count)  # one host sync per training run (at the warm-up init)
+    if found < num_codes:
+        raise ValueError(message(found))
+
+
+def _in_place(collective: Any, group: Any, tensor: torch.Tensor) -> torch.Tensor:
+    """Run an in-place collective over ``group`` (none without one); return the tensor."""
+    if group is not None:
+        collective(tensor, group)
+    return tensor
+
+
+def _bincount(x: torch.Tensor, length: int) -> torch.Tensor:
+    return torch.bincount(x, minlength=length)
+
+
+class Quantizer(nn.Module):
+    """Base class of the torch layers (not public): see :class:`diveq.backends.torch.DiVeQ`."""
+
+    hits: torch.Tensor
+    calls_used: torch.Tensor
+
+    def __init__(
+        self,
+        spec: LayerSpec,
+        *,
+        chunk_size: int | None,
+        device: Any,
+        dtype: torch.dtype | None,
+        process_group: Any = None,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        # Data-parallel synchronisation group (None: the default group, when initialised).
+        self.process_group = process_group
+        self.chunk_size = _chunk_size(chunk_size)
+        param = nn.Parameter(torch.empty(spec.book_shape, device=device, dtype=dtype))
+        self.register_parameter(self._param_name, param)
+        counters = spec.book_shape[:-1]
+        self.register_buffer("hits", torch.zeros(counters, dtype=torch.int64, device=device))
+        self.register_buffer("calls_used", torch.zeros_like(self.hits))
+        self._calls = 0
+        self._warmup = WarmupBuffer()
+        self._sync_phase()
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ options and state
+    def __getattr__(self, name: str) -> Any:
+        if name in LayerSpec.__dataclass_fields__ and "spec" in self.__dict__:
+            return getattr(self.__dict__["spec"], name)
+        return super().__getattr__(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        spec = self.__dict__.get("spec")
+        if spec is None or name not in LayerSpec.__dataclass_fields__:
+            super().__setattr__(name, value)
+        elif name in _SHAPING:
+            raise AttributeError(
+                f"`{name}` shapes the layer's state and cannot change; got {value!r}"
+            )
+        else:  # checked again, as in the constructor
+            super().__setattr__("spec", dataclasses.replace(spec, **{name: value}))
+            self._sync_phase()
+
+    @property
+    def _param_name(self) -> str:
+        return "codebooks" if self.spec.composite else "codebook"
+
+    def _param(self) -> torch.Tensor:
+        param: torch.Tensor = getattr(self, self._param_name)
+        return param
+
+    def _books(self) -> torch.Tensor:
+        """The codebook(s) as ``(M, K, D')`` (a view of the parameter)."""
+        s = self.spec
+        return self._param().view(s.num_codebooks, s.num_codes, s.width)
+
+    def reset_parameters(self) -> None:
+        """Draw the codebook(s) from the layer's ``init`` and zero the usage counters."""
+        low, high = self.spec.init_bounds
+        with torch.no_grad():
+            self._param().uniform_(low, high)
+            self.hits.zero_()
+            self.calls_used.zero_()
+
+    @property
+    def train_calls(self) -> int:
+        """Number of train-mode forward calls so far (host integer)."""
+        return self._calls
+
+    @property
+    def warmed_up(self) -> bool:
+        """Whether the next train-mode call runs the layer's own estimator (not the warm-up)."""
+        return not self._warming
+
+    def _sync_phase(self) -> None:
+        quantizes = warmup_quantizes(self._calls + 1, self.spec.skip_iters)
+        self._warming = self.spec.warmup and not quantizes
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """Host-side state for ``state_dict()``: the train-call count and SF warm-up rows."""
+        return {"train_calls": self._calls, **self._warmup.state()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`get_extra_state` (``load_state_dict``)."""
+        self._calls = int(state["train_calls"])
+        self._warmup.load(state)
+        self._sync_phase()
+
+    # ------------------------------------------------------------------ the call
+    def _ops(self, group: Any = None) -> step.LayerOps:
+        num_codes = self.spec.num_codes
+
+        def function(name: str) -> Any:
+            return functools.partial(FUNCTIONS[name], chunk_size=self.chunk_size)
+
+        return step.LayerOps(
+            xp=xp,
+            function=function,
+            stop_gradient=torch.Tensor.detach,
+            bincount=_bincount,
+            reduce_counts=functools.partial(_in_place, all_reduce_sum, group),
+            broadcast_books=functools.partial(_in_place, broadcast_from_first, group),
+            collect=lambda store, call, latents, valid: store.append(latents, valid),
+            warmup_rows=lambda store: store.rows_and_valid(self._books(), group),
+            clear_warmup=lambda store: store.clear(),
+            require_rows=lambda count, message: _require_rows(count, message, num_codes),
+        )
+
+    def _draws(
+        self, generator: torch.Generator | None, rows: torch.Tensor, given: LayerDraws | None
+    ) -> step.Draws:
+        def sampler(name: str, shape: tuple[int, ...]) -> torch.Tensor:
+            kind = "normal" if name in ("noise", "perturbation") else "uniform"
+            like = rows if name in ("noise", "dither") else self._param()
+            return sample(generator, [(kind, shape)], like)[0]
+
+        return step.Draws(self.spec, given, sampler)
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        draws: LayerDraws | None = None,
+    ) -> LayerOutput | SFLayerOutput:
+        """Quantise ``z``; in train mode also advance the training state.
+
+        Parameters
+        ----------
+        z : torch.Tensor
+            Latents with the features on ``feature_axis`` (size ``dim``), real floating.
+        mask : torch.Tensor of bool, optional
+            Shape of ``z`` without the feature axis; ``False`` rows pass through unchanged,
+            get index ``-1``, are not counted and send no gradient to the codebook.
+        generator : torch.Generator, optional
+            Source of the training draws not given in ``draws`` (``None``: torch's default
+            generator).
+        draws : diveq.LayerDraws, optional
+            Explicit draws for this call (noise, dither, replacement donors and perturbation);
+            with the same draws every backend and the reference layers agree.
+
+        Returns
+        -------
+        LayerOutput or SFLayerOutput
+            ``(values, indices, perplexity)`` (space-filling layers add ``weights``).
+        """
+        spec = self.spec
+        rows, valid, lead = rows_.to_rows(spec, xp, z, mask)
+        ops = self._ops()
+        books = self._books()
+        if self.training:
+            d = self._draws(generator, rows, draws)
+            values, idx, weights = step.estimate(
+                spec, ops, books, rows, valid, d, quantizing=not self._warming
+            )
+        else:
+            values, idx, weights = step.infer(spec, ops, books, rows, valid)
+        idx = torch.where(valid[:, None], idx, -1)
+        counts = step.book_counts(spec, ops, idx)
+        if self.training:
+            counts = self._advance(rows, valid, idx, counts, d)
+        perplexity = step.mean_perplexity(xp, counts)
+        out = rows_.finish(spec, xp, rows, valid, lead, values, idx, weights)
+        if spec.space_filling:
+            return SFLayerOutput(out[0], out[1], perplexity, out[2])
+        return LayerOutput(out[0], out[1], perplexity)
+
+    @torch.compiler.disable
+    @torch.no_grad()
+    def _advance(
+        self,
+        rows: torch.Tensor,
+        valid: torch.Tensor,
+        idx: torch.Tensor,
+        counts: torch.Tensor,
+        draws: step.Draws,
+    ) -> torch.Tensor:
+        """After a train-mode call: reduce the counts, then the core's state step, written back.
+
+        Runs eagerly (outside ``torch.compile`` graphs): it reads and advances the host-side
+        call count, which would otherwise be baked into compiled code.
+        """
+        group = active_group(self.process_group)  # None: single process, no collectives
+        ops = self._ops(group)
+        counts = ops.reduce_counts(counts)
+        m, k = self.spec.num_codebooks, self.spec.num_codes
+        state = step.LayerState(
+            self._books().detach(),
+            self._calls,
+            self.hits.view(m, k),
+            self.calls_used.view(m, k),
+            self._warmup,
+        )
+        new, events = step.advance(self.spec, ops, state, rows.detach(), valid, idx, counts, draws)
+        self._calls = new.calls
+        self._sync_phase()
+        self.hits.copy_(new.hits.view_as(self.hits))
+        self.calls_used.copy_(new.calls_used.view_as(self.calls_used))
+        if events.replaced or events.initialised:
+            # In place on .data: the Parameter object (and any optimiser state) stays attached.
+            self._param().data.copy_(new.books.view_as(self._param()))
+        return counts
+
+    # ------------------------------------------------------------------ codes
+    def encode(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> Quantized | SFQuantized:
+        """Hard inference (as in eval mode) with the full result; changes no state.
+
+        Parameters
+        ----------
+        z : torch.Tensor
+            Latents, as for :meth:`forward`.
+        mask : torch.Tensor of bool, optional
+            As for :meth:`forward`.
+
+        Returns
+        -------
+        Quantized or SFQuantized
+            ``values`` and ``indices`` (space-filling layers add the segment ``weights``), as
+            the eval-mode output; masked and non-finite rows keep their input, index ``-1``.
+        """
+        spec = self.spec
+        rows, valid, lead = rows_.to_rows(spec, xp, z, mask)
+        values, idx, weights = step.infer(spec, self._ops(), self._books(), rows, valid)
+        out = rows_.finish(spec, xp, rows, valid, lead, values, idx, weights)
+        return SFQuantized(*out) if spec.space_filling else Quantized(out[0], out[1])
+
+    def decode(self, indices: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Vectors for codes (the inverse of :meth:`encode`).
+
+        Parameters
+        ----------
+        indices : torch.Tensor of int
+            As returned in ``output.indices`` (composites: trailing axis ``M``).
+        weights : torch.Tensor, optional
+            Space-filling layers (required there): the segment positions ``output.weights``;
+            the point is ``c_i + w (c_{i+1} - c_i)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Vectors in the codebook dtype with the features on ``feature_axis``; rows with
+            index ``-1`` decode to zeros. ``decode(*encode(z)[1:])`` equals
+            ``encode(z).values`` bitwise.
+
+        Raises
+        ------
+        ValueError
+            On ``weights`` missing for (or given to a non-) space-filling layer, or a shape
+            mismatch.
+        """
+        return rows_.decode(self.spec, xp, self._books(), indices, weights)
+
+    def extra_repr(self) -> str:
+        s = self.spec
+        parts = [f"num_codes={s.num_codes}", f"dim={s.dim}"]
+        if s.composite:
+            parts.insert(0, f"num_codebooks={s.num_codebooks}")
+            parts.append(f"space_filling={s.space_filling}")
+        parts.append(f"noise_std={s.noise_std:g}")
+        if s.replacement_iters is not None or not s.space_filling:
+            parts.append(f"replacement_iters={s.replacement_iters}")
+            if s.replacement_iters is not None:
+                parts += [f"discard_threshold={s.discard_threshold:g}"]
+                parts += [f"perturb_eps={s.perturb_eps:g}"]
+        if s.space_filling:
+            parts += [f"skip_iters={s.skip_iters}", f"avg_iters={s.avg_iters}"]
+        if s.feature_axis != -1:
+            parts.append(f"feature_axis={s.feature_axis}")
+        if s.codebook_init != "symmetric":
+            parts.append(f"codebook_init={s.codebook_init!r}")
+        if self.chunk_size is not None:
+            parts.append(f"chunk_size={self.chunk_size}")
+        return ", ".join(parts)
