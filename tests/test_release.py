@@ -43,13 +43,25 @@ def _run(*args: str | Path, cwd: Path | None = None, timeout: float = 600) -> st
     return proc.stdout
 
 
+# Not copied into the private source tree the release is built from.
+_NOT_SOURCE = shutil.ignore_patterns(
+    ".git", ".venv", "*.egg-info", "build", "dist", "out", "_build", "gallery", "generated",
+    ".*_cache", ".hypothesis", "__pycache__", "_vendor", "results",
+)  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def dist(tmp_path_factory) -> Path:
+    """The wheel and sdist, built from a private copy of the tree: setuptools writes
+    ``*.egg-info`` and a staging folder into the tree it builds, so two builds of one tree (two
+    test workers) would trip over each other, and the working tree stays clean."""
     pytest.importorskip("build")
     pytest.importorskip("twine")
-    out = tmp_path_factory.mktemp("dist")
-    _run(sys.executable, "-m", "build", "--outdir", out, ROOT)
-    return out
+    tmp = tmp_path_factory.mktemp("release")
+    source = tmp / "source"
+    shutil.copytree(ROOT, source, ignore=_NOT_SOURCE)
+    _run(sys.executable, "-m", "build", "--outdir", tmp / "dist", source)
+    return tmp / "dist"
 
 
 def test_build_makes_a_wheel_and_an_sdist_that_twine_accepts(dist):
