@@ -22,10 +22,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check diveq tests examples benchmarks docs
 	$(VENV)/bin/mypy
 
-# `--dist loadgroup`: tests marked with one xdist_group (the docs build and its browser check)
-# share a worker; the rest are spread as usual.
 test: lint chromium
-	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -n 2 --dist loadgroup --durations=10 $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -n 2 --durations=10 $(PYTEST_ARGS)
 
 # The HTML site; the gallery re-runs only the examples that changed (DIVEQ_DOCS_FULL_DEMO=1 with
 # an emptied docs/gallery/ runs the full compression demo instead of --quick).
