@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 
-.PHONY: demo test lint docs docs-check chromium release bench clean
+.PHONY: demo test lint docs docs-check chromium release stubs bench clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ lint: $(STAMP)
 
 test: lint chromium
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -n 2 --durations=10 $(PYTEST_ARGS)
+
+# The backends' typed stubs (diveq/backends/*/_api.pyi) are generated from diveq/_ops.py.
+stubs: $(STAMP)
+	$(PY) -m diveq.core._faces
 
 # The HTML site; the gallery re-runs only the examples that changed (DIVEQ_DOCS_FULL_DEMO=1 with
 # an emptied docs/gallery/ runs the full compression demo instead of --quick).
