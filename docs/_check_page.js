@@ -65,6 +65,8 @@ async () => {
     emptySectionNav: !!sectionNav && visible(sectionNav) && !sectionNav.querySelector("li"),
     topNav,
     specPointers: spec.map(short),
+    codeBlocks: article.querySelectorAll("div.highlight pre").length,
+    copyButtons: article.querySelectorAll("div.highlight button.copybtn").length,
     pageWidth: document.documentElement.scrollWidth,
     windowWidth: window.innerWidth,
   };

@@ -12,7 +12,7 @@ and at a phone's 390 px, and fails on
 - raw TeX left in the text (MathJax did not render it) or a MathJax error,
 - at 1280 px: a code block or display equation wider than its column, anything wider than the
   window, an image that did not load, an empty "Section Navigation", a top-level page hidden
-  under the header's "More" menu, a "SPEC section" pointer;
+  under the header's "More" menu, a "SPEC section" pointer, a code block without a copy button;
 - at 390 px: anything wider than the window (code blocks may scroll inside the column).
 
 It writes a screenshot of each page at each width to ``--out`` (the first screen;
@@ -150,6 +150,10 @@ def _page_problems(view: str, facts: dict) -> list[str]:
     if hidden:
         problems.append(f"not in the top navigation bar: {hidden} (bar: {facts['topNav']})")
     problems += [f"points to the SPEC: {t!r}" for t in facts["specPointers"]]
+    if facts["copyButtons"] < facts["codeBlocks"]:
+        problems.append(
+            f"{facts['codeBlocks'] - facts['copyButtons']} code blocks without a copy button"
+        )
     return problems
 
 
