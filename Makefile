@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 
-.PHONY: demo test lint docs stubs bench clean
+.PHONY: demo test lint docs docs-check chromium release stubs bench clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,19 +18,44 @@ demo: $(STAMP)
 	$(PY) examples/compress.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check diveq tests examples benchmarks
-	$(VENV)/bin/ruff format --check diveq tests examples benchmarks
+	$(VENV)/bin/ruff check diveq tests examples benchmarks docs
+	$(VENV)/bin/ruff format --check diveq tests examples benchmarks docs
 	$(VENV)/bin/mypy
 
-test: lint
+test: lint chromium
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -n 2 --durations=10 $(PYTEST_ARGS)
 
 # The backends' typed stubs (diveq/backends/*/_api.pyi) are generated from diveq/_ops.py.
 stubs: $(STAMP)
 	$(PY) -m diveq.core._faces
 
+# The HTML site; the gallery re-runs only the examples that changed (DIVEQ_DOCS_FULL_DEMO=1 with
+# an emptied docs/gallery/ runs the full compression demo instead of --quick).
 docs: $(STAMP)
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+# The site as a reader sees it: offline, in headless Chromium at 1280 px and 390 px; screenshots
+# land in docs/_build/check/.
+docs-check: docs chromium
+	$(PY) docs/check_site.py docs/_build/html --out docs/_build/check
+
+# Debian's Chromium for the browser check, installed where missing (needs root, as CI has);
+# otherwise the check is skipped and says why. Playwright drives it and downloads no browser.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the docs' browser check"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends chromium >/dev/null; \
+	else \
+		echo "chromium missing and not installable here: the browser check will be skipped"; \
+	fi
+
+# A wheel and an sdist in dist/, checked by twine (tests/test_release.py also installs them).
+release: $(STAMP)
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(PY) -m twine check --strict dist/*
 
 # The peers: vector-quantize-pytorch, and the official diveq 0.1.3 unpacked beside the
 # benchmarks (its import name is ours too, so it is loaded by path as `diveq_official`).
@@ -47,4 +72,5 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py --sweep
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache *.egg-info docs/_build docs/api/generated out benchmarks/results benchmarks/_vendor
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache *.egg-info build dist \
+		docs/_build docs/api/generated docs/gallery out benchmarks/results benchmarks/_vendor

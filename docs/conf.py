@@ -1,22 +1,33 @@
 """Sphinx configuration for the diveq documentation.
 
-Build: ``make docs`` (``sphinx-build -W --keep-going -b html docs docs/_build/html``).
-The build is offline: intersphinx inventories are fetched only when the environment variable
-``DIVEQ_DOCS_INTERSPHINX=1`` is set. Autosummary stubs are generated at build time into
-``docs/api/generated/`` (git-ignored).
+Build: ``make docs`` (``sphinx-build -W --keep-going -b html docs docs/_build/html``); check it in
+a browser: ``make docs-check`` (``docs/check_site.py``).
+
+The build and the site are offline: MathJax is served from the site itself
+(``sphinx-mathjax-offline``), and intersphinx inventories are fetched only when
+``DIVEQ_DOCS_INTERSPHINX=1``. Generated at build time (git-ignored): the autosummary stubs in
+``docs/api/generated/`` and the gallery in ``docs/gallery/``, which sphinx-gallery runs from
+``examples/`` and re-runs only for the scripts that changed since (its cache).
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from pathlib import Path
 
+from docutils import nodes
 from sphinx.util import logging
+
+# The gallery runs torch examples in this process: sleep instead of spin in OpenMP barriers (on a
+# busy machine spinning threads run ~10x slower). Set before anything imports torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # document the working tree, not an installed copy
+sys.path.insert(0, str(Path(__file__).resolve().parent / "_ext"))
 
 import diveq  # noqa: E402
 
@@ -32,11 +43,14 @@ extensions = [
     "sphinx.ext.doctest",
     "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax 3 copied into _static/: formulas render offline
+    "sphinx_copybutton",
+    "sphinx_gallery.gen_gallery",
     "numpydoc",
 ]
 
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "_ext", "Thumbs.db", ".DS_Store"]
 root_doc = "index"
 default_role = "code"  # `x` renders as code, never as a (possibly unresolved) cross-reference
 nitpicky = False
@@ -45,8 +59,10 @@ nitpicky = False
 autosummary_generate = True  # stubs go to the :toctree: of each directive (api/generated/)
 autosummary_generate_overwrite = True
 autodoc_typehints = "none"  # numpydoc "Parameters" carry the types; signatures stay readable
+autodoc_preserve_defaults = True  # `dtype=jnp.float32` as written, not `<class '...float32'>`
 autodoc_member_order = "bysource"
 add_module_names = False
+python_maximum_signature_line_length = 72  # longer signatures: one parameter per line
 
 # -- numpydoc ----------------------------------------------------------------------------------
 # Class members are listed by the autosummary class template (docs/_templates/), not by
@@ -71,8 +87,41 @@ html_title = f"diveq {release}"
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
+    "header_links_before_dropdown": 8,  # every top-level page in the bar, no "More"
+    "navbar_align": "left",
+    "navbar_persistent": [],  # the search button sits in navbar_end, not as a wide field
+    "navbar_end": ["search-button", "theme-switcher"],
+    # gallery pages: no outline column, so 100-column example code fits at 1280 px
+    "secondary_sidebar_items": {
+        "**": ["page-toc"],
+        "gallery/index": [],
+        **{f"gallery/{p.stem}": [] for p in (ROOT / "examples").glob("[!_]*.py")},
+    },
+    "footer_start": ["copyright"],
+    "footer_end": [],
 }
+# Top-level pages without sub-pages get no "Section Navigation" sidebar (it would be empty).
+html_sidebars = {page: [] for page in ("index", "performance", "reliability", "migration")}
+html_static_path = ["_static"]
+html_css_files = ["diveq.css"]
 html_show_sourcelink = False
+copybutton_exclude = ".linenos, .gp, .go"  # copy the code, not the prompts or the output
+
+# -- gallery (sphinx-gallery; hooks in _ext/diveq_gallery.py) -----------------------------------
+sphinx_gallery_conf = {
+    "examples_dirs": [str(ROOT / "examples")],
+    "gallery_dirs": ["gallery"],
+    "filename_pattern": r"[\\/](compress|toy2d_jax)\.py$",  # executed; the others are shown
+    "ignore_pattern": r"^_|^conformance_report\.py$",  # file names: the helper modules
+    "within_subsection_order": "FileNameSortKey",
+    "reset_argv": "diveq_gallery.reset_argv",
+    "image_scrapers": ("matplotlib", "diveq_gallery.scrape_pngs"),
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "show_memory": False,
+    "min_reported_time": 1,
+    "write_computation_times": False,
+}
 
 # -- public-API coverage -----------------------------------------------------------------------
 # Every name in ``__all__`` of each public namespace must be documented under that namespace
@@ -88,6 +137,55 @@ PUBLIC_NAMESPACES = {
 }
 
 _logger = logging.getLogger("diveq.docs")
+
+# -- "Elsewhere in diveq": each function and layer page links its twins ---------------------------
+# (the same name in the other implementations, the reference's VJP, the layer that runs an
+# estimator and back), rendered by docs/_templates/autosummary/{function,class}.rst.
+_IMPLEMENTATIONS = {
+    "diveq.reference": "NumPy reference (formulas)",
+    "diveq.core": "array-API core",
+    "diveq.backends.torch": "PyTorch",
+    "diveq.backends.jax": "JAX",
+}
+_LAYER_OF = {  # estimator -> the layer class that trains with it
+    "diveq": "DiVeQ",
+    "sf_diveq": "SFDiVeQ",
+    "product_diveq": "ProductDiVeQ",
+    "product_sf_diveq": "ProductDiVeQ",
+    "residual_diveq": "ResidualDiVeQ",
+    "residual_sf_diveq": "ResidualDiVeQ",
+}
+
+
+def _related_links() -> dict[str, list[tuple[str, str]]]:
+    public: dict[str, set[str]] = {}
+    for module_name in _IMPLEMENTATIONS:
+        try:
+            public[module_name] = set(importlib.import_module(module_name).__all__)
+        except Exception:  # reported by _check_public_api
+            public[module_name] = set()
+    links: dict[str, list[tuple[str, str]]] = {}
+    for module_name, names in public.items():
+        for name in names:
+            own = links.setdefault(f"{module_name}.{name}", [])
+            for other, label in _IMPLEMENTATIONS.items():
+                if other != module_name and name in public[other]:
+                    own.append((label, f"{other}.{name}"))
+            if f"{name}_vjp" in public["diveq.reference"]:
+                own.append(("gradient (VJP)", f"diveq.reference.{name}_vjp"))
+            layer = _LAYER_OF.get(name)
+            for backend in ("diveq.backends.torch", "diveq.backends.jax"):
+                if layer in public[backend]:
+                    label = f"{_IMPLEMENTATIONS[backend]} layer"
+                    own.append((label, f"{backend}.{layer}"))
+            for function, layer_name in _LAYER_OF.items():
+                if layer_name == name and function in names:
+                    own.append(("estimator", f"{module_name}.{function}"))
+                    own.append(("formulas", f"diveq.reference.{function}"))
+    return {k: v for k, v in links.items() if v}
+
+
+autosummary_context = {"related": _related_links()}
 
 
 def _skip_field_members(app, what, name, obj, skip, options):
@@ -151,7 +249,57 @@ def _check_public_api(app, env):
             )
 
 
+# -- docstrings that cite the team's contract ----------------------------------------------------
+# Some docstrings cite "SPEC section 7", a file readers do not have. Their pages link the
+# section of these docs that states the same fact instead (docs/check_site.py fails on any
+# pointer left on the key pages).
+_SPEC_SECTIONS = {
+    "1": ":ref:`semantics-notation`",
+    "2": ":ref:`semantics-diveq`",
+    "3": ":ref:`semantics-sf-diveq`",
+    "4": ":ref:`semantics-inference`",
+    "5": ":ref:`semantics-composite`",
+    "6": ":ref:`semantics-randomness`",
+    "7": ":ref:`semantics-training-state`",
+    "8": ":ref:`semantics-checks`",
+    "9": ":doc:`/differences`",
+    "10": ":doc:`/api/index`",
+    "11": ":ref:`semantics-baselines`",
+}
+_SPEC_POINTER = re.compile(r"SPEC\s+sections?\s+(\d+(?:(?:,\s*|\s+and\s+|/)\d+)*)")
+
+
+def _spec_to_docs(app, what, name, obj, options, lines):
+    text = "\n".join(lines)
+    if "SPEC" not in text:
+        return
+    text = _SPEC_POINTER.sub(
+        lambda m: "see " + ", ".join(_SPEC_SECTIONS[n] for n in re.findall(r"\d+", m[1])), text
+    )
+    text = re.sub(r"\bSPEC\s+contract\b", "contract", text)
+    lines[:] = text.split("\n")
+
+
+def _readable_defaults(app, what, name, obj, options, signature, return_annotation):
+    """``dtype=jax.numpy.float32``, not ``dtype=<class 'jax.numpy.float32'>``: a dataclass's
+    generated ``__init__`` has no source for ``autodoc_preserve_defaults`` to show."""
+    if signature:
+        signature = re.sub(r"<class '([\w.]+)'>", r"\1", signature)
+    return signature, return_annotation
+
+
+def _drop_bases_object(app, domain, objtype, contentnode):
+    """Drop "Bases: object", which says nothing (a public class whose bases are private)."""
+    for paragraph in contentnode.findall(nodes.paragraph):
+        if paragraph.astext() == "Bases: object":
+            paragraph.parent.remove(paragraph)
+            break
+
+
 def setup(app):
+    app.connect("autodoc-process-docstring", _spec_to_docs)
+    app.connect("autodoc-process-signature", _readable_defaults)
+    app.connect("object-description-transform", _drop_bases_object)
     app.connect("autodoc-skip-member", _skip_field_members)
     app.connect("autodoc-process-bases", _public_bases)
     app.connect("env-check-consistency", _check_public_api)

@@ -1,14 +1,20 @@
-"""Compress 32x32 photo patches with small VQ-VAEs: STE, rotation trick, NSVQ, DiVeQ, SF-DiVeQ.
+"""Photo compression with VQ-VAEs: five quantisers compared (PyTorch)
+=====================================================================
 
-Every method gets the same autoencoder, bits per patch, data, seed and training budget (steps,
-batch, Adam, learning rate); only the quantizer differs. STE and the rotation trick add the
+Small convolutional VQ-VAEs compress 32x32 photo patches, one per quantiser. Every method gets
+the same autoencoder, bits per patch, data, seed and training budget (steps, batch, Adam,
+learning rate); only the quantizer differs. STE and the rotation trick add the
 usual codebook + commitment loss (beta = 0.25); NSVQ, DiVeQ and SF-DiVeQ train on the
 reconstruction loss alone. Training patches come from five photos bundled with scikit-image,
-test patches from two other photos (chelsea, coffee). Prints a table and writes figures.
+test patches from two other photos (chelsea, coffee). Prints a table and writes figures::
 
     python examples/compress.py                 # full run (a few minutes on 2 CPU cores)
     python examples/compress.py --quick         # smoke run (< 90 s)
     python examples/compress.py --seeds 3       # mean +- std over seeds 0, 1, 2
+
+``make demo`` is the full run. The documentation runs ``--quick`` (120 steps instead of 1500),
+so the table and figures under the code come from that short run; the results of the full run
+follow them.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The helper modules beside this script; argv[0] rather than __file__, which sphinx-gallery
+# (the documentation's examples gallery) does not define.
+sys.path.insert(0, str(Path(sys.argv[0]).resolve().parent))
 
 from _figures import plot_curves, plot_reconstructions
 from _patches import TEST_PHOTOS, TRAIN_PHOTOS, load_patches
@@ -66,7 +74,7 @@ def _final(run: Run, test: torch.Tensor, cfg: Config, *, vertices: bool = False)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     p.add_argument("--out", type=Path, default=Path("out/compress"), help="figure directory")
     p.add_argument("--quick", action="store_true", help="short smoke run (< 90 s)")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1; the table shows mean ± std")
@@ -121,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     runs: dict[str, list[Run]] = {m: [] for m in methods}
     for seed in range(args.seeds):
         for method in methods:
-            runs[method].append(train(method, cfg, data, seed))
+            # progress bars on a terminal only (not in logs or the documentation's gallery)
+            runs[method].append(train(method, cfg, data, seed, progress=sys.stderr.isatty()))
     rows = [HEADER, "-" * len(HEADER)]
     bits = str(cfg.bits)
     for method in methods:
@@ -159,3 +168,39 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+# sphinx_gallery_thumbnail_number = 3
+
+# %%
+# Results of the full run
+# -----------------------
+#
+# ``make demo`` trains one small convolutional VQ-VAE per quantiser on 32x32 RGB patches cut
+# from the photos that scikit-image bundles (5846 training patches from *astronaut, rocket,
+# immunohistochemistry, hubble_deep_field, retina*; 342 test patches from the held-out
+# *chelsea* and *coffee*). Every method gets the same model (32x32x3 -> 4x4 latents of
+# dimension 32, K = 256 codes: 128 bits per patch), the same budget (1500 Adam steps, batch 48,
+# cosine learning rate from 1e-3) and the same seed. Every method except SF-DiVeQ gets dead-code
+# replacement every 100 steps; SF-DiVeQ warms up for 225 steps. Seed 0 on 2 CPU cores (251 s in
+# all), as printed:
+#
+# .. code-block:: text
+#
+#    method                 bits/patch   test PSNR dB     SSIM   usage %   perplexity   seconds
+#    -----------------------------------------------------------------------------------------
+#    STE                           128          23.57    0.550      87.9        133.0        48
+#    rotation trick                128          24.41    0.571      69.5         89.1        48
+#    NSVQ                          128          24.32    0.575      77.7        103.1        46
+#    DiVeQ                         128          24.63    0.574      74.2        104.7        53
+#    SF-DiVeQ (polyline)          128*          24.36    0.581      67.8         73.1        52
+#    SF-DiVeQ (codewords)          128          23.93    0.570      67.2         70.9        52
+#
+# \* The SF-DiVeQ layer's own inference is the nearest point of the polyline: a segment index
+# plus a continuous position on it, so more than 128 bits per patch. "(codewords)" decodes the
+# same model at its nearest codewords, exactly 128 bits.
+#
+# At this small budget seed 0 puts DiVeQ (24.63 dB) 0.22 dB ahead of the rotation trick and STE
+# (23.57 dB) last, but the seeds disagree: over seeds 0-2 (``--seeds 3``, 717 s) DiVeQ averaged
+# 23.98 +- 0.80 dB against 24.45 +- 0.09 (rotation trick), 24.43 +- 0.09 (NSVQ), 24.41 +- 0.10
+# (SF-DiVeQ, polyline) and 23.74 +- 0.13 (STE); one DiVeQ seed trained slowly. This demo does
+# not reproduce the paper's headline gap; run it with more steps to check it on your machine.

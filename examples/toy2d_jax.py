@@ -1,12 +1,15 @@
-"""Fit K = 16 codewords to two moons in 2-D with DiVeQ and SF-DiVeQ (JAX backend + optax).
+"""Codewords and the SF-DiVeQ polyline on two moons (JAX)
+=======================================================
 
-The codebook is the only parameter: each jitted Adam step quantises the data through the
+Fit K = 16 codewords to two moons in 2-D with DiVeQ and SF-DiVeQ (JAX backend + optax). The
+codebook is the only parameter: each jitted Adam step quantises the data through the
 estimator and minimises the mean squared error between the data and its quantised values, so
 the gradient reaching the codewords is the one DiVeQ / SF-DiVeQ define (no auxiliary loss).
 DiVeQ gets the usual dead-code replacement (every 100 steps, from :mod:`diveq.core`); SF-DiVeQ
 needs none, since the dithered points on its polyline pull every codeword towards the data.
 The picture shows the codewords over the data, and for SF-DiVeQ the polyline through them in
-storage order, which is what SF-DiVeQ quantises onto.
+storage order, which is what SF-DiVeQ quantises onto: at the same number of codewords it
+lowers the distortion. ::
 
     python examples/toy2d_jax.py            # writes out/toy2d/toy2d.png
     python examples/toy2d_jax.py --quick    # fewer steps (test suite)
@@ -124,7 +127,7 @@ def plot(data: np.ndarray, fits: dict[str, dict[str, Any]], titles: dict[str, st
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     p.add_argument("--out", type=Path, default=Path("out/toy2d"), help="figure directory")
     p.add_argument("--quick", action="store_true", help="fewer steps (< 20 s)")
     p.add_argument("--steps", type=int, help="Adam steps per method (default 2000)")
