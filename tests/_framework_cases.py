@@ -22,6 +22,7 @@ import orbax.checkpoint as ocp
 import diveq.backends.jax as dq
 
 ROWS, DIM, STEPS, SAVE_AT = 12, 4, 6, 3
+KEY = jax.random.key(3)
 RTOL = 1e-10
 WARMUP = {"skip_iters": 4, "avg_iters": 2, "rows_per_call": ROWS}
 KINDS: dict[str, tuple[str, tuple[int, ...], dict[str, Any]]] = {
@@ -54,6 +55,12 @@ def options(kind: str) -> tuple[str, tuple[int, ...], dict[str, Any]]:
 def jax_layer(kind: str) -> Any:
     name, args, opts = options(kind)
     return getattr(dq, name)(*args, **opts)
+
+
+@functools.cache
+def jitted_apply(kind: str) -> Any:
+    """The plain layer's ``apply`` under ``jax.jit`` (one per kind, shared by the tests)."""
+    return jax.jit(jax_layer(kind).apply)
 
 
 def first_codebook(kind: str, seed: int = 0) -> jax.Array:
