@@ -11,10 +11,10 @@ import pytest
 pytest.importorskip("flax")
 pytest.importorskip("orbax.checkpoint")
 
-import _framework_cases as C  # noqa: E402
-from flax import nnx  # noqa: E402
+import _framework_cases as C
+from flax import nnx
 
-import diveq.backends.flax.nnx as dqn  # noqa: E402
+import diveq.backends.flax.nnx as dqn
 
 
 def make(kind: str, book: jax.Array, rngs: nnx.Rngs) -> dqn.DiVeQ:

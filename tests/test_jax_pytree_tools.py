@@ -11,10 +11,10 @@ import pytest
 
 pytest.importorskip("orbax.checkpoint")
 
-import _framework_cases as C  # noqa: E402
-import optax  # noqa: E402
+import _framework_cases as C
+import optax
 
-import diveq.backends.jax as dq  # noqa: E402
+import diveq.backends.jax as dq
 
 #: phase -> train-mode calls made before the checkpoint (SF warm-up: init at call 3).
 PHASES = {"fresh": 0, "mid-window": 1, "mid-warm-up": 2, "after-init": 3, "released": 3}

@@ -325,8 +325,7 @@ class ProductDiVeQ(_Quantizer):
 class ResidualDiVeQ(_Quantizer):
     __doc__ = _doc(
         _COMPOSITE.format(
-            title="Residual DiVeQ (:class:`diveq.backends.jax.ResidualDiVeQ`) as an Equinox "
-            "layer."
+            title="Residual DiVeQ (:class:`diveq.backends.jax.ResidualDiVeQ`) as an Equinox layer."
         ),
         "ResidualDiVeQ",
         _REPLACE + " " + _WARMUP,

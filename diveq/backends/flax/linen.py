@@ -76,14 +76,16 @@ class _Quantizer(nn.Module):
             return fresh[0]
 
         book = self.param(_book(layer), lambda key: layer.init(key)[0])
-        names = [n for n, v in zip(initial()._fields[1:], initial()[1:], strict=True) if v is not None]
+        fresh_state = initial()
+        names = [n for n in fresh_state._fields[1:] if getattr(fresh_state, n) is not None]
         state = {n: self.variable(COLLECTION, n, lambda n=n: getattr(initial(), n)) for n in names}
         state[_REWRITES] = self.variable(COLLECTION, _REWRITES, lambda: jnp.zeros_like(book))
         return book, state
 
     def _dq_state(self, layer: Layer, book: jax.Array, variables: dict[str, Any]) -> AnyState:
         state_type = dq.CompositeState if layer.spec.composite else dq.State
-        values = {n: (variables[n].value if n in variables else None) for n in state_type._fields}
+        values: dict[str, Any] = {n: None for n in state_type._fields}
+        values.update({n: v.value for n, v in variables.items() if n in values})
         values[state_type._fields[0]] = book
         return state_type(**values)
 
@@ -144,7 +146,7 @@ class _Quantizer(nn.Module):
             Values and codes (SF layers: segment weights too).
         """
         layer = self.layer
-        book = self.get_variable("params", _book(layer))
+        book: jax.Array = self.get_variable("params", _book(layer))
         return layer.encode(self._hard_state(layer, book), z, mask=mask)
 
     def decode(self, indices: jax.Array, weights: jax.Array | None = None) -> jax.Array:
@@ -163,11 +165,11 @@ class _Quantizer(nn.Module):
             The decoded vectors.
         """
         layer = self.layer
-        book = self.get_variable("params", _book(layer))
+        book: jax.Array = self.get_variable("params", _book(layer))
         return layer.decode(self._hard_state(layer, book), indices, weights)
 
     def _hard_state(self, layer: Layer, book: jax.Array) -> AnyState:
-        replaced = self.get_variable(COLLECTION, "replaced")
+        replaced: jax.Array | None = self.get_variable(COLLECTION, "replaced")
         if replaced is not None:
             check_written_back(replaced, _HELPER)
         fresh = layer.init(jax.random.key(0))
@@ -210,13 +212,13 @@ def write_back(params: Tree, state: Tree) -> tuple[Tree, Tree]:
     for key in [k for k in flat_state if k[-1] == "replaced"]:
         path, replaced = key[:-1], flat_state[key]
         name = next(
-            (path + (n,) for n in ("codebook", "codebooks") if path + (n,) in flat_params), None
+            ((*path, n) for n in ("codebook", "codebooks") if (*path, n) in flat_params), None
         )
         if name is None:
             raise KeyError(f"no codebook in `params` at {'/'.join(path)} for its diveq state")
-        flat_params[name] = fold_rows(
-            flat_params[name], flat_state[path + (_REWRITES,)], replaced
-        )
+        rewrites_key = (*path, _REWRITES)
+        rewrites = flat_state[rewrites_key]
+        flat_params[name] = fold_rows(flat_params[name], rewrites, replaced)
         flat_state[key] = jnp.zeros_like(replaced)
     return _like(params, flat_params), _like(state, flat_state)
 
@@ -247,8 +249,7 @@ _OPTIONS = """noise_std, feature_axis, codebook_init, axis_name, dtype
 
 
 class DiVeQ(_Quantizer):
-    __doc__ = (
-        """DiVeQ with one codebook (:class:`diveq.backends.jax.DiVeQ`) as a Linen module.
+    __doc__ = """DiVeQ with one codebook (:class:`diveq.backends.jax.DiVeQ`) as a Linen module.
 
     Parameters
     ----------
@@ -258,9 +259,7 @@ class DiVeQ(_Quantizer):
         ``D``, feature size.
     replacement_iters, discard_threshold, perturb_eps
         Dead-code replacement, as for :class:`diveq.backends.jax.DiVeQ`.
-    """
-        + _OPTIONS.format(name="DiVeQ", book="codebook", state="State")
-    )
+    """ + _OPTIONS.format(name="DiVeQ", book="codebook", state="State")
     jax_layer = dq.DiVeQ
 
     num_codes: int
@@ -278,8 +277,7 @@ class DiVeQ(_Quantizer):
 
 
 class SFDiVeQ(_Quantizer):
-    __doc__ = (
-        """Space-filling DiVeQ with the SF warm-up (:class:`diveq.backends.jax.SFDiVeQ`) as
+    __doc__ = """Space-filling DiVeQ with the SF warm-up (:class:`diveq.backends.jax.SFDiVeQ`) as
     a Linen module.
 
     Parameters
@@ -290,9 +288,7 @@ class SFDiVeQ(_Quantizer):
         ``D``, feature size.
     skip_iters, avg_iters, rows_per_call
         The SF warm-up, as for :class:`diveq.backends.jax.SFDiVeQ`.
-    """
-        + _OPTIONS.format(name="SFDiVeQ", book="codebook", state="State")
-    )
+    """ + _OPTIONS.format(name="SFDiVeQ", book="codebook", state="State")
     jax_layer = dq.SFDiVeQ
 
     num_codes: int

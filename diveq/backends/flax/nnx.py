@@ -84,7 +84,7 @@ class _Quantizer(nnx.Module):
 
     def layer_state(self) -> AnyState:
         """The module's state as the JAX layer's state pytree (codebook(s) included)."""
-        values = []
+        values: list[Any] = []
         for name in self._fields:
             var = getattr(self, name)
             values.append(None if var is None else var[...])
@@ -218,8 +218,7 @@ def _doc(name: str, more: str, composite: bool) -> str:
 
 class DiVeQ(_Quantizer):
     jax_layer = dq.DiVeQ
-    __doc__ = (
-        """DiVeQ with one codebook (:class:`diveq.backends.jax.DiVeQ`) as an NNX module.
+    __doc__ = """DiVeQ with one codebook (:class:`diveq.backends.jax.DiVeQ`) as an NNX module.
 
     Parameters
     ----------
@@ -227,9 +226,7 @@ class DiVeQ(_Quantizer):
         ``K``, number of codewords.
     dim : int
         ``D``, feature size.
-    """
-        + _doc("DiVeQ", _REPLACE, False)
-    )
+    """ + _doc("DiVeQ", _REPLACE, False)
 
     def __init__(
         self,
@@ -253,8 +250,7 @@ class DiVeQ(_Quantizer):
 
 class SFDiVeQ(_Quantizer):
     jax_layer = dq.SFDiVeQ
-    __doc__ = (
-        """Space-filling DiVeQ with the SF warm-up (:class:`diveq.backends.jax.SFDiVeQ`) as
+    __doc__ = """Space-filling DiVeQ with the SF warm-up (:class:`diveq.backends.jax.SFDiVeQ`) as
     an NNX module.
 
     Parameters
@@ -263,9 +259,7 @@ class SFDiVeQ(_Quantizer):
         ``K >= 2``, number of codewords (polyline vertices).
     dim : int
         ``D``, feature size.
-    """
-        + _doc("SFDiVeQ", _WARMUP, False)
-    )
+    """ + _doc("SFDiVeQ", _WARMUP, False)
 
     def __init__(
         self,

@@ -261,7 +261,8 @@ class Layer(Config):
             return  # under jit the layer keeps its codebook instead (documented)
         call = int(state.calls) + 1
         if self.axis_name is None and warmup_initialises(call, spec.skip_iters):
-            count = int(jnp.sum(state.buffer_valid)) + int(jnp.sum(valid))
+            kept = state.buffer_valid
+            count = (0 if kept is None else int(jnp.sum(kept))) + int(jnp.sum(valid))
             if count < spec.num_codes:
                 raise ValueError(step.too_few_rows(spec, count))
 
