@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 
-.PHONY: demo test lint docs bench clean
+.PHONY: demo test lint docs stubs bench clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ lint: $(STAMP)
 
 test: lint
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -n 2 --durations=10 $(PYTEST_ARGS)
+
+# The backends' typed stubs (diveq/backends/*/_api.pyi) are generated from diveq/_ops.py.
+stubs: $(STAMP)
+	$(PY) -m diveq.core._faces
 
 docs: $(STAMP)
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html

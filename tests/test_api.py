@@ -1,4 +1,5 @@
-"""The public API of SPEC section 10: names, docstrings and signatures agree everywhere."""
+"""The public API: names, docstrings and signatures agree in every implementation and with the
+table of operations (:mod:`diveq._ops`)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ import pytest
 import diveq
 import diveq.core as core
 import diveq.reference as ref
-from diveq.testing import OPS
+from diveq._ops import FUNCTIONS, PARAMS, REQUIRED, RNG
 
-ESTIMATORS = [op.name for op in OPS if op.train and op.name not in ("ste", "rotation_trick")]
-SECTION_10 = [op.name for op in OPS] + ["code_usage", "perplexity", "commitment_loss"]
-VJPS = [op.name + "_vjp" for op in OPS if op.train] + ["commitment_loss_vjp"]
+SECTION_10 = [op.name for op in FUNCTIONS]
+VJPS = [op.name + "_vjp" for op in FUNCTIONS if op.train] + ["commitment_loss_vjp"]
 STATE = ["update_usage", "dead_codes", "replace_dead_codes", "warmup_codebook"]
 RNG_NAMES = {"rng", "generator", "key", "stop_gradient", "chunk_size"}
 
@@ -39,6 +39,22 @@ def test_backend_signatures_match_reference(backend):
         fn = getattr(backend.module, name)
         assert _params(fn) == _params(getattr(ref, name)), name
         assert fn.__doc__, name
+
+
+@pytest.mark.parametrize("op", FUNCTIONS, ids=lambda op: op.name)
+def test_table_matches_the_core(op):
+    """The table's parameter list (names, kinds, defaults) is the core function's, whose
+    ``stop_gradient`` the backend supplies and whose draws it samples (``<rng>``)."""
+    core_params = [p for p in inspect.signature(op.core).parameters.values()]
+    got = [(p.name, p.kind, p.default) for p in core_params if p.name != "stop_gradient"]
+    want, kind = [], inspect.Parameter.POSITIONAL_OR_KEYWORD
+    for name in op.parameters:
+        if name == "*":
+            kind = inspect.Parameter.KEYWORD_ONLY
+        elif name != RNG:
+            default = PARAMS[name].default
+            want.append((name, kind, inspect.Parameter.empty if default is REQUIRED else default))
+    assert got == want
 
 
 def test_result_types_are_shared():

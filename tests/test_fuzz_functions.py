@@ -35,7 +35,6 @@ from _fuzz_common import (
 from hypothesis import strategies as st
 
 from diveq.testing import OPS, Adapter, Case, Op
-from diveq.testing._strategies import book_shape
 
 
 @st.composite
@@ -64,7 +63,7 @@ def fuzz_cases(draw: Any, op: Op, few_shapes: bool) -> Case:
     case = Case(
         op,
         _scaled(rng, (*lead, d), e_z),
-        _scaled(rng, book_shape(op, m, k, d), e_book),
+        _scaled(rng, op.book_shape(m, k, d), e_book),
         _scaled(rng, (*lead, d), e_cot),
         extra={
             "dtype": z_dtype,

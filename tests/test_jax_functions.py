@@ -14,6 +14,7 @@ jnp = jax.numpy
 dq = pytest.importorskip("diveq.backends.jax")
 
 import diveq.reference as ref  # noqa: E402
+from diveq._ops import OPS_BY_NAME  # noqa: E402
 
 RNG = np.random.default_rng(0)
 Z = RNG.standard_normal((6, 4))
@@ -36,12 +37,14 @@ LOW_PRECISION = [
 
 def _draws(name, books):
     """Explicit float32 draws for ``name`` (none for hard inference)."""
-    kw = {}
-    if "diveq" in name:
+    op, kw = OPS_BY_NAME[name], {}
+    noise_shape, dither_shape = op.noise_shape(Z.shape), op.dither_shape(books.shape)
+    if op.noise_std:
         kw["noise_std"] = 0.1
-        kw["noise"] = RNG.standard_normal((2, *Z.shape) if name == "sf_diveq" else Z.shape)
-    if "sf_diveq" in name:
-        kw["dither"] = RNG.random((*books.shape[:-2], books.shape[-2] - 1))
+    if noise_shape is not None:
+        kw["noise"] = RNG.standard_normal(noise_shape)
+    if dither_shape is not None:
+        kw["dither"] = RNG.random(dither_shape)
     return {k: v.astype(np.float32) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
 
 
@@ -73,7 +76,7 @@ def test_low_precision_gradients():
 
 
 def test_z_on_a_codeword_gives_identity_gradient():
-    """z == c_k: dz = g, the codeword gets nothing, nothing is NaN (SPEC section 2)."""
+    """z == c_k: dz = g, the codeword gets nothing, nothing is NaN (docs: Semantics, DiVeQ)."""
     z = jnp.asarray(BOOK[[1, 3, 3]])
     g = jnp.asarray(RNG.standard_normal(z.shape))
     cases = [

@@ -1,9 +1,10 @@
-"""Every reference VJP against central finite differences of its *frozen surrogate* (SPEC §8).
+"""Every reference VJP against central finite differences of its *frozen surrogate* (docs:
+Semantics, how the gradients are checked).
 
 The surrogate holds the discrete choices (``k``, ``i``, ``l``) and the stopped vectors (``u``,
 ``u1``, ``u2``, ``unit(xi)``, ``w``, ``zh``, ``ch``, ``s``) at their values for the base
 inputs, so ``z, C -> values`` is smooth there. The surrogates below are written independently
-of :mod:`diveq.reference`, from the formulas of the SPEC.
+of :mod:`diveq.reference`, from the formulas of the Semantics page.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import diveq.reference as ref
+from diveq._ops import OPS, Op
 
 H = 1e-6  # finite-difference step
 RTOL = 1e-6
@@ -60,7 +62,7 @@ def frozen_diveq(z0, c0, s, xi, lam) -> Surrogate:
 
 def frozen_sf_diveq(z0, c0, s, xi, lam) -> Surrogate:
     i = argmin_separated(z0, dithered(c0, lam))
-    l = lam[i][:, None]  # noqa: E741 -- the SPEC's name
+    l = lam[i][:, None]  # noqa: E741 -- the paper's name
     assume(np.all(norm(c0[i] - z0) > MIN_R) and np.all(norm(c0[i + 1] - z0) > MIN_R))
     u1 = unit(c0[i] - z0 + s * xi[0])
     u2 = unit(c0[i + 1] - z0 + s * xi[1])
@@ -124,49 +126,36 @@ def frozen_rotation(z0, c0, s, xi, lam) -> Surrogate:
 
 @dataclass(frozen=True)
 class Case:
-    forward: Callable[..., Any]
-    vjp: Callable[..., Any]
+    """An estimator of the table with its independently written frozen surrogate."""
+
+    op: Op
     surrogate: Callable[..., Surrogate]
-    books: str = "single"  # "single", "product" or "residual"
-    sf: bool = False
-    noise: str | None = "z"  # "z", "2z" or None
-    noise_std: bool = True
+
+    @property
+    def forward(self) -> Callable[..., Any]:
+        return getattr(ref, self.op.name)
+
+    @property
+    def vjp(self) -> Callable[..., Any]:
+        return getattr(ref, self.op.name + "_vjp")
 
 
+def _composite_surrogate(op: Op) -> Callable[..., Surrogate]:
+    product, sf = op.books == "product", op.space_filling
+    return lambda *a: _composite(*a, product=product, sf=sf)
+
+
+SURROGATES: dict[str, Callable[..., Surrogate]] = {
+    "diveq": frozen_diveq,
+    "sf_diveq": frozen_sf_diveq,
+    "ste": frozen_ste,
+    "nsvq": frozen_nsvq,
+    "rotation_trick": frozen_rotation,
+}
 CASES = {
-    "diveq": Case(ref.diveq, ref.diveq_vjp, frozen_diveq),
-    "sf_diveq": Case(ref.sf_diveq, ref.sf_diveq_vjp, frozen_sf_diveq, sf=True, noise="2z"),
-    "product_diveq": Case(
-        ref.product_diveq,
-        ref.product_diveq_vjp,
-        lambda *a: _composite(*a, product=True, sf=False),
-        books="product",
-    ),
-    "residual_diveq": Case(
-        ref.residual_diveq,
-        ref.residual_diveq_vjp,
-        lambda *a: _composite(*a, product=False, sf=False),
-        books="residual",
-    ),
-    "product_sf_diveq": Case(
-        ref.product_sf_diveq,
-        ref.product_sf_diveq_vjp,
-        lambda *a: _composite(*a, product=True, sf=True),
-        books="product",
-        sf=True,
-    ),
-    "residual_sf_diveq": Case(
-        ref.residual_sf_diveq,
-        ref.residual_sf_diveq_vjp,
-        lambda *a: _composite(*a, product=False, sf=True),
-        books="residual",
-        sf=True,
-    ),
-    "ste": Case(ref.ste, ref.ste_vjp, frozen_ste, noise=None, noise_std=False),
-    "nsvq": Case(ref.nsvq, ref.nsvq_vjp, frozen_nsvq, noise_std=False),
-    "rotation_trick": Case(
-        ref.rotation_trick, ref.rotation_trick_vjp, frozen_rotation, noise=None, noise_std=False
-    ),
+    op.name: Case(op, SURROGATES[op.name] if op.books == "single" else _composite_surrogate(op))
+    for op in OPS
+    if op.train
 }
 
 
@@ -191,27 +180,28 @@ def assert_close_rel(actual: np.ndarray, expected: np.ndarray) -> None:
 def problems(draw: Any, case: Case) -> dict[str, Any]:
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     n = draw(st.integers(1, 4))
-    k = draw(st.integers(2 if case.sf else 1, 5))
-    m = 1 if case.books == "single" else draw(st.integers(1, 3))
-    d = m * draw(st.integers(1, 2)) if case.books == "product" else draw(st.integers(1, 4))
-    shape = {"single": (k, d), "product": (m, k, d // m), "residual": (m, k, d)}[case.books]
+    op = case.op
+    k = draw(st.integers(op.min_codes, 5))
+    m = 1 if op.books == "single" else draw(st.integers(1, 3))
+    d = m * draw(st.integers(1, 2)) if op.books == "product" else draw(st.integers(1, 4))
+    shape = op.book_shape(m, k, d)
     z = rng.standard_normal((n, d))
     out: dict[str, Any] = {"z": z, "c": rng.standard_normal(shape)}
     out["g"] = rng.standard_normal(z.shape)
-    out["s"] = draw(st.sampled_from([0.0, 1e-3, 0.5])) if case.noise_std else 0.0
-    out["xi"] = rng.standard_normal((2, *z.shape) if case.noise == "2z" else z.shape)
-    lam_shape = (k - 1,) if case.books == "single" else (m, k - 1)
-    out["lam"] = rng.random(lam_shape) if case.sf else None
+    out["s"] = draw(st.sampled_from([0.0, 1e-3, 0.5])) if op.noise_std else 0.0
+    out["xi"] = rng.standard_normal(op.noise_shape(z.shape) or z.shape)
+    lam_shape = op.dither_shape(shape)
+    out["lam"] = None if lam_shape is None else rng.random(lam_shape)
     return out
 
 
 def _options(case: Case, p: dict[str, Any]) -> dict[str, Any]:
     kw: dict[str, Any] = {}
-    if case.noise_std:
+    if case.op.noise_std:
         kw["noise_std"] = p["s"]
-    if case.noise is not None:
+    if case.op.noise is not None:
         kw["noise"] = p["xi"]
-    if case.sf:
+    if case.op.dither:
         kw["dither"] = p["lam"]
     return kw
 
@@ -266,12 +256,12 @@ def test_vjp_is_linear_in_the_cotangent(name: str):
     case = CASES[name]
     rng = np.random.default_rng(7)
     m, k, d = 2, 4, 4
-    shape = {"single": (k, d), "product": (m, k, d // m), "residual": (m, k, d)}[case.books]
-    z, c = rng.standard_normal((3, 2, d)), rng.standard_normal(shape)
+    z, c = rng.standard_normal((3, 2, d)), rng.standard_normal(case.op.book_shape(m, k, d))
+    lam_shape = case.op.dither_shape(c.shape)
     p = {
         "s": 0.1,
-        "xi": rng.standard_normal((2, *z.shape) if case.noise == "2z" else z.shape),
-        "lam": rng.random((k - 1,) if case.books == "single" else (m, k - 1)),
+        "xi": rng.standard_normal(case.op.noise_shape(z.shape) or z.shape),
+        "lam": None if lam_shape is None else rng.random(lam_shape),
     }
     kw = _options(case, p)
     g1, g2 = rng.standard_normal(z.shape), rng.standard_normal(z.shape)

@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import diveq.backends.torch as dq  # noqa: E402
-from diveq.testing import OPS  # noqa: E402
+from diveq._ops import OPS, OPS_BY_NAME  # noqa: E402
 
 # array-api-compat's namespace lookup is lru_cached: dynamo traces through it and says so;
 # torch's own compile path touches the deprecated torch.jit.script_method.
@@ -80,7 +80,7 @@ def test_estimators_compile_to_one_graph_without_host_syncs(name):
     torch._dynamo.reset()
     fn = getattr(dq, name)
     z = torch.randn(2, 7, 4, generator=_gen(0), requires_grad=True)
-    shape = (5, 4) if name in ("diveq", "sf_diveq") else (2, 5, 2 if "product" in name else 4)
+    shape = OPS_BY_NAME[name].book_shape(2, 5, 4)
     books = torch.randn(*shape, generator=_gen(1), requires_grad=True)
 
     def forward(z, books):

@@ -10,42 +10,31 @@ torch = pytest.importorskip("torch")
 
 import diveq.backends.torch as dq  # noqa: E402
 import diveq.reference as ref  # noqa: E402
+from diveq._ops import OPS, OPS_BY_NAME  # noqa: E402
 from diveq.testing import check_backend  # noqa: E402
 
-SINGLE = ["diveq", "sf_diveq", "quantize", "sf_quantize", "ste", "nsvq", "rotation_trick"]
-COMPOSITE = [
-    "product_diveq",
-    "residual_diveq",
-    "product_sf_diveq",
-    "residual_sf_diveq",
-    "product_quantize",
-    "residual_quantize",
-    "product_sf_quantize",
-    "residual_sf_quantize",
-]
+RESULTS = [op.name for op in OPS if op.name != "nearest"]  # the functions returning values
 
 
 def _inputs(name: str, dtype: torch.dtype, seed: int = 0):
+    op = OPS_BY_NAME[name]
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(3, 5, 4, generator=g).to(dtype)
-    if name in SINGLE:
-        books = torch.randn(6, 4, generator=g)
-    elif name.startswith("product"):
-        books = torch.randn(2, 6, 2, generator=g)
-    else:
-        books = torch.randn(2, 6, 4, generator=g) * torch.tensor([1.0, 0.5])[:, None, None]
+    books = torch.randn(*op.book_shape(2, 6, 4), generator=g)
+    if op.books == "residual":  # later stages refine: smaller codewords
+        books = books * torch.tensor([1.0, 0.5])[:, None, None]
     return z, books
 
 
 def _call(name: str, z, books, **kw):
     fn = getattr(dq, name)
-    if name.endswith("quantize") or name in ("ste", "rotation_trick"):
+    if not OPS_BY_NAME[name].stochastic:
         return fn(z, books)
     return fn(z, books, generator=torch.Generator().manual_seed(1), **kw)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("name", SINGLE + COMPOSITE)
+@pytest.mark.parametrize("name", RESULTS)
 def test_half_precision_searches_in_float32(name, dtype):
     z, books = _inputs(name, dtype)
     zr = z.clone().requires_grad_(True)
@@ -73,9 +62,9 @@ def test_half_precision_codebook_gradient():
 def test_sampler_draws_from_the_generator_on_the_device_of_z():
     z, books = _inputs("sf_diveq", torch.float64)
     got = dq.sf_diveq(z, books, noise_std=0.1, generator=torch.Generator().manual_seed(3))
-    g = torch.Generator().manual_seed(3)
-    noise = torch.randn((2, *z.shape), generator=g, dtype=torch.float64)
-    dither = torch.rand((books.shape[0] - 1,), generator=g, dtype=torch.float64)
+    g, op = torch.Generator().manual_seed(3), OPS_BY_NAME["sf_diveq"]
+    noise = torch.randn(op.noise_shape(z.shape), generator=g, dtype=torch.float64)
+    dither = torch.rand(op.dither_shape(books.shape), generator=g, dtype=torch.float64)
     want = dq.sf_diveq(z, books, noise_std=0.1, noise=noise, dither=dither)
     assert torch.equal(got.values, want.values)
     assert torch.equal(got.indices, want.indices)

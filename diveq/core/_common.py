@@ -13,14 +13,12 @@ from diveq._checks import check_draw
 Array = Any
 StopGradient = Callable[[Array], Array]
 
-#: ``unit(v) = v / max(||v||, UNIT_EPS)``, so ``unit(0) = 0`` (SPEC section 1).
+#: ``unit(v) = v / max(||v||, UNIT_EPS)``, so ``unit(0) = 0`` (docs: Semantics, Notation).
 UNIT_EPS = 1e-12
 
-#: Default number of distance-matrix entries one search tile may hold, on accelerators
-#: (float32: 64 MiB, few kernel launches) and on CPUs (8 MiB: the tile stays in the last-level
-#: cache, so the N x K scores are never written to memory; measured on a 32 MiB-L3 CPU for
-#: K = 256 .. 16384 the search takes 0.53-0.61x the time of one untiled product, where 2^20 and
-#: 2^22 entries took up to 0.67x and 0.96x).
+#: Default number of distance-matrix entries one search tile may hold. On accelerators a tile
+#: is large, so a search is few kernel launches; on CPUs it is small enough to stay in the
+#: last-level cache, so the N x K scores are never written to memory (docs: Performance).
 TILE_ENTRIES = 1 << 24
 TILE_ENTRIES_CPU = 1 << 21
 
@@ -34,8 +32,8 @@ def matmul(xp: Any, a: Array, b: Array, bias: Array | None = None) -> Array:
     """``a @ b (+ bias)`` in the operands' dtype.
 
     torch: one fused ``addmm`` when there is a bias, and with autocast turned off, which would
-    otherwise run it in bfloat16/float16 (wrong codes from a float32 search, SPEC section 1).
-    Elsewhere the compiler (XLA) fuses the add or it costs one pass.
+    otherwise run it in bfloat16/float16: distances are computed in at least float32, or the
+    search picks wrong codes. Elsewhere the compiler (XLA) fuses the add or it costs one pass.
     """
     if is_torch_namespace(xp):
         torch = sys.modules["torch"]

@@ -20,7 +20,8 @@ Requires ``hypothesis`` (the ``test`` extra).
 
 from __future__ import annotations
 
-from diveq.testing._adapters import Adapter, adapter_for, available_adapters
+from diveq._ops import OPS, Op
+from diveq.testing._adapters import Adapter, adapter_for, available_adapters, known_adapters
 from diveq.testing._check import Report, check_backend
 from diveq.testing._check_layers import (
     LAYER_KINDS,
@@ -36,7 +37,6 @@ from diveq.testing._layer_drivers import (
     TorchLayerDriver,
     driver_for,
 )
-from diveq.testing._ops import OPS, Op
 from diveq.testing._properties import (
     assert_close,
     check_commitment,
@@ -81,6 +81,7 @@ __all__ = [
     "check_sampling",
     "check_usage",
     "driver_for",
+    "known_adapters",
     "raises",
     "separation_tolerance",
     "tolerance",

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from diveq._ops import OPS
 from diveq.testing._adapters import Adapter, adapter_for
-from diveq.testing._ops import OPS
 from diveq.testing._properties import (
     check_commitment,
     check_edge_values,
@@ -53,12 +53,12 @@ def check_backend(
     dtypes: tuple[str, ...] = ("float64", "float32"),
     max_examples: int | None = 20,
 ) -> Report:
-    """Run the contract against an implementation module.
+    """Run the whole contract against an implementation module.
 
-    Every public function of the public API is compared with :mod:`diveq.reference` on
+    Every public function (:data:`~diveq.testing.OPS`) is compared with :mod:`diveq.reference` on
     hypothesis-generated, well-separated inputs with identical explicit draws: forward values,
     indices (exactly) and weights, and -- for differentiable backends -- gradients with respect
-    to ``z`` and the codebook(s). Errors of the public API, empty input and sampling are
+    to ``z`` and the codebook(s). The documented errors, empty input and sampling are
     checked too.
 
     Parameters

@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import diveq.reference as ref
+from diveq._ops import OPS_BY_NAME, Op
 from diveq.testing._adapters import Adapter
-from diveq.testing._ops import Op
-from diveq.testing._strategies import Case, book_shape, cases
+from diveq.testing._strategies import Case, cases
 
 __all__ = [
     "check_empty",
@@ -152,12 +152,13 @@ def _fixed_case(op: Op, k: int = 4, m: int = 2, width: int = 2, lead: tuple[int,
     d = m * width if op.books == "product" else width
     m_eff = 1 if op.books == "single" else m
     z = rng.standard_normal((*lead, d))
-    case = Case(op, z, rng.standard_normal(book_shape(op, m_eff, k, d)), np.ones_like(z))
+    case = Case(op, z, rng.standard_normal(op.book_shape(m_eff, k, d)), np.ones_like(z))
     case.noise_std = 0.1 if op.noise_std else 0.0
-    if op.noise is not None:
-        case.noise = rng.standard_normal(z.shape if op.noise == "z" else (2, *z.shape))
-    if op.dither:
-        case.dither = rng.random((k - 1,) if op.books == "single" else (m, k - 1))
+    noise_shape, dither_shape = op.noise_shape(z.shape), op.dither_shape(case.books.shape)
+    if noise_shape is not None:
+        case.noise = rng.standard_normal(noise_shape)
+    if dither_shape is not None:
+        case.dither = rng.random(dither_shape)
     return case
 
 
@@ -213,12 +214,8 @@ def check_errors(adapter: Adapter, op: Op) -> None:
 
 def _redraw(case: Case, z: np.ndarray) -> dict[str, Any]:
     """Draws of the right shape for a differently shaped ``z``."""
-    out: dict[str, Any] = {}
-    if case.op.noise == "z":
-        out["noise"] = np.zeros(z.shape)
-    elif case.op.noise == "z2":
-        out["noise"] = np.zeros((2, *z.shape))
-    return out
+    shape = case.op.noise_shape(z.shape)
+    return {} if shape is None else {"noise": np.zeros(shape)}
 
 
 def check_empty(adapter: Adapter, op: Op) -> None:
@@ -285,8 +282,6 @@ def check_commitment(
     adapter: Adapter, dtype: str = "float64", *, max_examples: int | None = None
 ) -> None:
     """``commitment_loss`` (value and, with autodiff, gradients) equals the reference."""
-    from diveq.testing._ops import OPS_BY_NAME
-
     fn = adapter.module.commitment_loss
     beta = 0.25
 

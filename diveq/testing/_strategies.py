@@ -13,7 +13,7 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from diveq.testing._ops import Op
+from diveq._ops import Op
 
 __all__ = ["Case", "cases", "separation_tolerance"]
 
@@ -52,13 +52,6 @@ def _round(x: np.ndarray, dtype: str) -> np.ndarray:
     return np.asarray(x, dtype=dtype).astype(np.float64)
 
 
-def book_shape(op: Op, m: int, k: int, d: int) -> tuple[int, ...]:
-    """Codebook shape of ``op`` for ``M`` books, ``K`` codes and feature size ``D``."""
-    if op.books == "single":
-        return (k, d)
-    return (m, k, d // m) if op.books == "product" else (m, k, d)
-
-
 @st.composite
 def cases(
     draw: Any,
@@ -90,7 +83,7 @@ def cases(
     scale = draw(st.sampled_from([1.0, 1.0, 0.05, 20.0]))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     z = rng.standard_normal((*lead, d)) * scale
-    books = rng.standard_normal(book_shape(op, m, k, d)) * scale
+    books = rng.standard_normal(op.book_shape(m, k, d)) * scale
     if op.books == "residual":  # later stages refine: smaller codewords
         books = books * (0.5 ** np.arange(m))[:, None, None]
     case = Case(
@@ -98,12 +91,11 @@ def cases(
     )
     if op.noise_std:
         case.noise_std = draw(st.sampled_from([0.0, 1e-3, 0.1, 1.0]))
-    if op.noise is not None:
-        shape = z.shape if op.noise == "z" else (2, *z.shape)
-        case.noise = _round(rng.standard_normal(shape), dtype)
-    if op.dither:
-        shape = (k - 1,) if op.books == "single" else (m, k - 1)
-        case.dither = _round(rng.random(shape), dtype)
+    noise_shape, dither_shape = op.noise_shape(z.shape), op.dither_shape(books.shape)
+    if noise_shape is not None:
+        case.noise = _round(rng.standard_normal(noise_shape), dtype)
+    if dither_shape is not None:
+        case.dither = _round(rng.random(dither_shape), dtype)
     assume(separated(case, separation_tolerance(dtype)))
     return case
 

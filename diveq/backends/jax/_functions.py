@@ -22,24 +22,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diveq.core import _bind
 from diveq.core._bind import bind
+from diveq.core._faces import Idiom
 
-__all__ = ["FUNCTIONS", "draw_dtype", "sample"]
+__all__ = ["FUNCTIONS", "IDIOM", "draw_dtype", "sample"]
 
-MODULE = "diveq.backends.jax"
-
-_DOC = """``{name}`` for JAX arrays (any device, any floating dtype).
-
-Semantics, formulas and gradients: :func:`diveq.reference.{name}` (the normative NumPy
-reference); this function computes the same thing and is traceable (``jax.jit``, ``jax.vmap``,
-``jax.grad``). float16/bfloat16 inputs are searched in float32 and the outputs keep the dtype
-of ``z``.
-
-Stochastic functions take a keyword ``key`` (a :func:`jax.random.key`). It is used only for
-the draws not given explicitly (``noise=``, ``dither=``); when such a draw is needed and
-``key`` is ``None`` a :class:`ValueError` is raised. The same key gives the same draws.
-"""
+IDIOM = Idiom(
+    module="diveq.backends.jax",
+    array="jax.Array",
+    rng="key: jax.Array | None",
+    rng_doc="A :func:`jax.random.key`, split into one subkey per draw not given; the same key "
+    "gives the same draws.",
+    note="The JAX version of :func:`diveq.reference.{name}`: traceable (``jax.jit``, "
+    "``jax.vmap``, ``jax.grad``) and compiled once per shape.",
+    example=("jax.numpy.asarray", "key=jax.random.key(0)"),
+    raises="a draw is needed and neither it nor ``key`` is given",
+)
 
 
 def draw_dtype(like: jax.Array) -> Any:
@@ -107,20 +105,7 @@ def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
 _ARRAYS = (jax.Array, np.ndarray)
 
 
-def _bound() -> dict[str, Callable[..., Any]]:
-    out = bind(
-        module=MODULE,
-        rng_name="key",
-        sample=sample,
-        stop_gradient=jax.lax.stop_gradient,
-        doc=_DOC,
-    )
-    # `bind` passes `stop_gradient` to every plain function; the hard searches take none.
-    for name, core_fn in _bind._PLAIN.items():
-        if "stop_gradient" not in inspect.signature(core_fn).parameters:
-            out[name] = _bind._plain(name, core_fn, None, _DOC)
-            out[name].__module__ = MODULE
-    return {name: _compiled(fn) for name, fn in out.items()}
-
-
-FUNCTIONS: dict[str, Callable[..., Any]] = _bound()
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    name: _compiled(fn)
+    for name, fn in bind(IDIOM, sample=sample, stop_gradient=jax.lax.stop_gradient).items()
+}

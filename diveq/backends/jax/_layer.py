@@ -8,6 +8,7 @@ one-codebook layer is ``M = 1``. A concrete layer (see :mod:`._layers`) only dec
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -21,7 +22,7 @@ from diveq.backends.jax._functions import FUNCTIONS, draw_dtype
 from diveq.backends.jax._state import CompositeState, State, from_bits, to_bits
 from diveq.core import _layer_rows as rows_
 from diveq.core import _layer_step as step
-from diveq.core._schedule import warmup_initialises, warmup_quantizes
+from diveq.core import warmup_initialises, warmup_quantizes
 
 __all__ = ["AnyState", "Layer"]
 
@@ -37,6 +38,18 @@ def _rewritten(old: jax.Array, new: jax.Array) -> jax.Array:
     """Rows ``(M, K)`` whose bits changed (NaN rows left alone count as unchanged)."""
     old, new = to_bits(lax.stop_gradient(old)), to_bits(new)
     return jnp.any(old != new, axis=-1)
+
+
+# A layer call is compiled once per layer, shape and phase (as the functions are), so eager
+# calls do not re-trace ``lax.cond`` branches op by op; inside a user's ``jit`` it is inlined.
+@functools.partial(jax.jit, static_argnums=(0,))
+def _infer(layer: Layer, state: Any, z: jax.Array, mask: jax.Array | None) -> Any:
+    return layer._infer_call(state, z, mask)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 6))
+def _train(layer: Layer, state: Any, z: Any, key: Any, mask: Any, draws: Any, warming: bool) -> Any:
+    return layer._train_call(state, z, key, mask, draws, warming)
 
 
 class Layer(Config):
@@ -213,14 +226,30 @@ class Layer(Config):
         """
         if not isinstance(train, bool):
             raise TypeError(f"`train` must be a Python bool (static under jit); got {train!r}")
+        if not train:
+            return _infer(self, state, z, mask), state
+        warming = self.spec.warmup_slots > 0 and state.buffer is not None
+        if warming:
+            self._check_buffer(state, z, mask)
+        return _train(self, state, z, key, mask, draws, warming)
+
+    def _infer_call(self, state: AnyState, z: jax.Array, mask: jax.Array | None) -> Output:
+        spec, ops = self.spec, self._ops()
+        rows, valid, lead = rows_.to_rows(spec, jnp, z, mask)
+        values, idx, weights = step.infer(spec, ops, self._unpack(state).books, rows, valid)
+        return self._output(rows, valid, lead, values, idx, weights)
+
+    def _train_call(
+        self,
+        state: AnyState,
+        z: jax.Array,
+        key: jax.Array | None,
+        mask: jax.Array | None,
+        draws: LayerDraws | None,
+        warming: bool,
+    ) -> tuple[Output, AnyState]:
         spec, ops, s = self.spec, self._ops(), self._unpack(state)
         rows, valid, lead = rows_.to_rows(spec, jnp, z, mask)
-        if not train:
-            values, idx, weights = step.infer(spec, ops, s.books, rows, valid)
-            return self._output(rows, valid, lead, values, idx, weights), state
-        warming = spec.warmup_slots > 0 and state.buffer is not None
-        if warming:
-            self._check_buffer(state, rows, valid)
         d = self._draws(key, rows, s.books, draws)
         quantizing = warmup_quantizes(s.calls + 1, spec.skip_iters)
         values, idx, weights = step.estimate(spec, ops, s.books, rows, valid, d, quantizing)
@@ -250,8 +279,11 @@ class Layer(Config):
             return SFLayerOutput(out[0], out[1], perplexity, out[2])
         return LayerOutput(out[0], out[1], perplexity)
 
-    def _check_buffer(self, state: AnyState, rows: jax.Array, valid: jax.Array) -> None:
+    def _check_buffer(self, state: AnyState, z: jax.Array, mask: jax.Array | None) -> None:
+        """Eager checks of a warm-up call: the rows fit the buffer and, when nothing is
+        traced, the init at this call will have at least ``K`` valid rows."""
         per_call, spec = self._rows_per_call(), self.spec
+        rows, valid, _ = rows_.to_rows(spec, jnp, z, mask)
         if rows.shape[0] > per_call:
             raise ValueError(
                 f"this call has {rows.shape[0]} rows but the warm-up buffer holds "

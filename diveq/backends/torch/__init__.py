@@ -17,29 +17,29 @@ input.
 from __future__ import annotations
 
 from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
-from diveq.backends.torch._functions import FUNCTIONS as _api
+from diveq.backends.torch._api import (
+    code_usage,
+    commitment_loss,
+    diveq,
+    nearest,
+    nsvq,
+    perplexity,
+    product_diveq,
+    product_quantize,
+    product_sf_diveq,
+    product_sf_quantize,
+    quantize,
+    residual_diveq,
+    residual_quantize,
+    residual_sf_diveq,
+    residual_sf_quantize,
+    rotation_trick,
+    sf_diveq,
+    sf_quantize,
+    ste,
+)
 from diveq.backends.torch._layers import DiVeQ, SFDiVeQ
 from diveq.backends.torch._layers_composite import ProductDiVeQ, ResidualDiVeQ
-
-nearest = _api["nearest"]
-quantize = _api["quantize"]
-sf_quantize = _api["sf_quantize"]
-diveq = _api["diveq"]
-sf_diveq = _api["sf_diveq"]
-product_diveq = _api["product_diveq"]
-residual_diveq = _api["residual_diveq"]
-product_sf_diveq = _api["product_sf_diveq"]
-residual_sf_diveq = _api["residual_sf_diveq"]
-product_quantize = _api["product_quantize"]
-residual_quantize = _api["residual_quantize"]
-product_sf_quantize = _api["product_sf_quantize"]
-residual_sf_quantize = _api["residual_sf_quantize"]
-ste = _api["ste"]
-nsvq = _api["nsvq"]
-rotation_trick = _api["rotation_trick"]
-commitment_loss = _api["commitment_loss"]
-code_usage = _api["code_usage"]
-perplexity = _api["perplexity"]
 
 __all__ = [
     "DiVeQ",

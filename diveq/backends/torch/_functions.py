@@ -13,20 +13,20 @@ from typing import Any
 import torch
 
 from diveq.core._bind import bind
+from diveq.core._faces import Idiom
 
-__all__ = ["FUNCTIONS", "draw_dtype", "sample"]
+__all__ = ["FUNCTIONS", "IDIOM", "draw_dtype", "sample"]
 
-_DOC = """``{name}`` for torch tensors (any device, any floating dtype).
-
-Semantics, formulas and gradients: :func:`diveq.reference.{name}` (the normative NumPy
-reference); this function computes the same thing with autograd support. float16/bfloat16
-inputs are searched in float32 and the outputs keep the dtype of ``z``.
-
-Stochastic functions take a keyword ``generator`` (:class:`torch.Generator` or ``None`` for
-torch's default generator, as in :func:`torch.randn`). It is used only for the draws not given
-explicitly (``noise=``, ``dither=``), which are sampled on the device of ``z``; pass a
-generator that lives on that device.
-"""
+IDIOM = Idiom(
+    module="diveq.backends.torch",
+    array="torch.Tensor",
+    rng="generator: torch.Generator | None",
+    rng_doc="Source of the draws not given (``None``: torch's default generator, as in "
+    ":func:`torch.randn`), which are sampled on the device of ``z``: pass a generator that "
+    "lives there.",
+    note="The torch version of :func:`diveq.reference.{name}`, for any device, with autograd.",
+    example=("torch.tensor", "generator=torch.Generator().manual_seed(0)"),
+)
 
 
 def draw_dtype(like: torch.Tensor) -> torch.dtype:
@@ -53,9 +53,5 @@ def sample(
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = bind(
-    module="diveq.backends.torch",
-    rng_name="generator",
-    sample=sample,
-    stop_gradient=torch.Tensor.detach,
-    doc=_DOC,
+    IDIOM, sample=sample, stop_gradient=torch.Tensor.detach
 )
