@@ -15,6 +15,16 @@ def test_import_diveq_leaves_frameworks_out():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_jax_backend_leaves_flax_and_equinox_out():
+    """The Flax and Equinox modules are optional extras: the JAX backend never imports them."""
+    code = (
+        "import sys, diveq.backends.jax, diveq.backends.flax\n"
+        "bad = [m for m in ('flax', 'equinox', 'orbax') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_the_table_and_the_kit_work_without_frameworks():
     """The table of operations, the binding and the conformance kit need neither framework
     (an import hook makes every import of torch or jax fail, as if not installed)."""

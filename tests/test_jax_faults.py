@@ -41,7 +41,9 @@ def test_bfloat16_latents_in_a_jitted_step(name, book_dtype):
         assert c.out["perplexity"].dtype == jnp.result_type(float)
         assert c.grads[1].dtype == book_dtype
     state = handle[1]
-    assert state[0].dtype == book_dtype and state.buffer.dtype == book_dtype
+    assert state[0].dtype == book_dtype
+    # the warm-up rows are kept as their bits (never a trainable leaf); None without a warm-up
+    assert state.buffer is None or state.buffer.dtype.itemsize == jnp.dtype(book_dtype).itemsize
     assert np.isfinite(np.asarray(state[0], np.float32)).all()
     runs.assert_clean(calls)
     runs.assert_events_fired(name, calls)

@@ -85,22 +85,23 @@ for noise in (1e-3, 0.0):
         one = single[name]
         s1 = one.init(jax.random.key(0))
         step1 = jax.jit(lambda s, z, k, one=one: one.apply(s, z, key=k))
-        rec = {{"fields": list(state._fields), "state": [], "single": [], "indices": []}}
+        fields = [f for f, x in zip(state._fields, state) if x is not None]  # no buffer: None
+        rec = {{"fields": fields, "state": [], "single": [], "indices": []}}
         for t in range(STEPS):
             state, values, idx = step(
                 state, jax.device_put(data[t], SHARD), jax.device_put(keys[t], REPL)
             )
             o1, s1 = step1(s1, data[t], keys[t])
-            leaves = [np.asarray(x) for x in state]
-            for f, x in zip(state._fields, leaves):
-                if f.startswith("buffer") and x.shape[1]:  # as gathered: per slot dev 0, dev 1
+            leaves = [np.asarray(x) for x in state if x is not None]
+            for f, x in zip(fields, leaves):
+                if f.startswith("buffer"):  # as gathered: per slot dev 0, dev 1
                     slots = [x[i].reshape(2, ROWS, *x.shape[2:]) for i in range(2)]
                     gathered = np.stack(slots, 1).reshape((-1, *x.shape[2:]))
-                    leaves[state._fields.index(f)] = np.stack([gathered, gathered])
+                    leaves[fields.index(f)] = np.stack([gathered, gathered])
             rec["state"].append([[x[0].tolist(), x[1].tolist()] for x in leaves])
             rec["single"].append(
                 {{
-                    "state": [np.asarray(y).tolist() for y in s1],
+                    "state": [np.asarray(y).tolist() for y in s1 if y is not None],
                     "indices": np.asarray(o1.indices).tolist(),
                     "values": np.asarray(o1.values).tolist(),
                     "sharded_values": np.asarray(values).tolist(),

@@ -259,8 +259,10 @@ class JaxLayerDriver(LayerDriver):
         import jax
 
         import diveq.backends.jax as dq
+        from diveq.backends.jax import _state
 
         self.jax, self.dq, self.jit, self.rows = jax, dq, jit, rows_per_call
+        self.dq_state = _state
         self.name = "jax-jit" if jit else "jax"
         self._compiled: dict[Any, Any] = {}
 
@@ -324,8 +326,11 @@ class JaxLayerDriver(LayerDriver):
 
     def state(self, handle):
         layer, s = handle[:2]
-        books, calls, hits, used, buffer, valid = (np.asarray(x) for x in s)
-        return _canonical(layer.spec, books, calls, hits, used, buffer[valid])
+        rows = np.zeros((0,))
+        if s.buffer is not None:
+            buffer = self.dq_state.from_bits(s.buffer, layer.dtype)
+            rows = np.asarray(buffer)[np.asarray(s.buffer_valid)]
+        return _canonical(layer.spec, s[0], s.calls, s.hits, s.calls_used, rows)
 
     def restore(self, handle):
         jax, (layer, state, key) = self.jax, handle

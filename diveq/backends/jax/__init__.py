@@ -11,6 +11,9 @@ Usage::
 
 The functions are :mod:`diveq.core` bound to JAX; their semantics are those of
 :mod:`diveq.reference`. Randomness comes from the keyword ``key`` (:func:`jax.random.key`).
+The same layers as Flax NNX / Linen modules and Equinox layers: :mod:`diveq.backends.flax.nnx`,
+:mod:`diveq.backends.flax.linen`, :mod:`diveq.backends.equinox` (optional extras; importing
+this module imports none of them).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQu
 from diveq.backends.jax import _warmup as warm
 from diveq.backends.jax._config import Config
 from diveq.backends.jax._functions import FUNCTIONS, draw_dtype
-from diveq.backends.jax._state import CompositeState, State
+from diveq.backends.jax._state import CompositeState, State, from_bits, to_bits
 from diveq.core import _layer_rows as rows_
 from diveq.core import _layer_step as step
 from diveq.core import warmup_initialises, warmup_quantizes
@@ -32,6 +32,12 @@ Output = LayerOutput | SFLayerOutput
 
 def _traced(*arrays: Any) -> bool:
     return any(isinstance(a, jax.core.Tracer) for a in arrays)
+
+
+def _rewritten(old: jax.Array, new: jax.Array) -> jax.Array:
+    """Rows ``(M, K)`` whose bits changed (NaN rows left alone count as unchanged)."""
+    old, new = to_bits(lax.stop_gradient(old)), to_bits(new)
+    return jnp.any(old != new, axis=-1)
 
 
 # A layer call is compiled once per layer, shape and phase (as the functions are), so eager
@@ -51,7 +57,8 @@ class Layer(Config):
 
     # -- state ---------------------------------------------------------------------------------
     def init(self, key: jax.Array) -> AnyState:
-        """A fresh state: codebook(s) from ``init``, zero counters, empty warm-up buffer.
+        """A fresh state: codebook(s) from ``codebook_init``, zero counters, an empty warm-up
+        buffer (``None`` for layers without one).
 
         Parameters
         ----------
@@ -69,33 +76,34 @@ class Layer(Config):
         books = jax.random.uniform(key, shape, dtype=self.dtype, minval=low, maxval=high)
         counters = jnp.zeros(shape[:2], dtype=int)
         rows = s.warmup_slots * self._rows_per_call()
-        return self._pack(
-            step.LayerState(
-                books,
-                jnp.zeros((), dtype=int),
-                counters,
-                counters,
-                (jnp.zeros((rows, *shape[::2]), dtype=self.dtype), jnp.zeros((rows,), bool)),
-            )
-        )
+        store = None
+        if rows:
+            store = (to_bits(jnp.zeros((rows, *shape[::2]), self.dtype)), jnp.zeros(rows, bool))
+        fresh = step.LayerState(books, jnp.zeros((), dtype=int), counters, counters, store)
+        return self._pack(fresh, jnp.zeros(shape[:2], bool))
 
-    def _pack(self, s: step.LayerState) -> AnyState:
-        (buffer, valid), books = s.warmup, lax.stop_gradient(s.books)
+    def _pack(self, s: step.LayerState, replaced: jax.Array) -> AnyState:
+        buffer, valid = (None, None) if s.warmup is None else s.warmup
+        books = lax.stop_gradient(s.books)
         if self.spec.composite:
-            return CompositeState(books, s.calls, s.hits, s.calls_used, buffer, valid)
-        return State(books[0], s.calls, s.hits[0], s.calls_used[0], buffer[:, 0, :], valid)
+            return CompositeState(books, s.calls, s.hits, s.calls_used, replaced, buffer, valid)
+        if buffer is not None:
+            buffer = buffer[:, 0, :]
+        return State(books[0], s.calls, s.hits[0], s.calls_used[0], replaced[0], buffer, valid)
 
     def _unpack(self, state: AnyState) -> step.LayerState:
-        books, calls, hits, used, buffer, valid = state
+        books, calls, hits, used, _, buffer, valid = state
         if not self.spec.composite:
-            books, hits, used, buffer = books[None], hits[None], used[None], buffer[:, None, :]
-        return step.LayerState(books, calls, hits, used, (buffer, valid))
+            books, hits, used = books[None], hits[None], used[None]
+            buffer = None if buffer is None else buffer[:, None, :]
+        store = None if buffer is None else (buffer, valid)
+        return step.LayerState(books, calls, hits, used, store)
 
     def release_warmup(self, state: AnyState) -> AnyState:
         """Drop the SF warm-up buffer once the warm-up init has happened (frees its memory).
 
-        The returned state has a buffer of 0 rows, so a jitted step recompiles once. Call it
-        outside ``jax.jit``.
+        The returned state has ``None`` for ``buffer`` and ``buffer_valid``, so a jitted step
+        recompiles once. Call it outside ``jax.jit``.
 
         Parameters
         ----------
@@ -105,22 +113,22 @@ class Layer(Config):
         Returns
         -------
         State or CompositeState
-            ``state`` with ``buffer`` and ``buffer_valid`` of 0 rows (``state`` itself for
-            layers without a warm-up buffer).
+            ``state`` with ``buffer`` and ``buffer_valid`` set to ``None`` (``state`` itself
+            for layers without a warm-up buffer).
 
         Raises
         ------
         ValueError
             If the warm-up init has not happened yet (``calls < skip_iters - 1``).
         """
-        if not self.spec.warmup_slots or state.buffer.shape[0] == 0:
+        if state.buffer is None:
             return state
         if not _traced(state.calls) and int(state.calls) < self.spec.skip_iters - 1:
             raise ValueError(
                 f"the warm-up buffer is still needed: calls = {int(state.calls)} < "
                 f"skip_iters - 1 = {self.spec.skip_iters - 1}"
             )
-        return state._replace(buffer=state.buffer[:0], buffer_valid=state.buffer_valid[:0])
+        return state._replace(buffer=None, buffer_valid=None)
 
     # -- the call ------------------------------------------------------------------------------
     def _ops(self) -> step.LayerOps:
@@ -133,9 +141,11 @@ class Layer(Config):
             bincount=lambda x, length: jnp.bincount(x, length=length),
             reduce_counts=(lambda c: c) if axis is None else (lambda c: lax.psum(c, axis)),
             collect=lambda store, call, latents, valid: warm.collect(
-                spec, self._rows_per_call(), store, call, latents, valid
+                spec, self._rows_per_call(), store, call, latents, valid, self.dtype
             ),
-            warmup_rows=lambda store: warm.gather(store[0], store[1], spec.warmup_slots, axis),
+            warmup_rows=lambda store: warm.gather(
+                from_bits(store[0], self.dtype), store[1], spec.warmup_slots, axis
+            ),
             clear_warmup=lambda store: tuple(jnp.zeros_like(x) for x in store),
         )
 
@@ -218,7 +228,7 @@ class Layer(Config):
             raise TypeError(f"`train` must be a Python bool (static under jit); got {train!r}")
         if not train:
             return _infer(self, state, z, mask), state
-        warming = self.spec.warmup_slots > 0 and state.buffer.shape[0] > 0
+        warming = self.spec.warmup_slots > 0 and state.buffer is not None
         if warming:
             self._check_buffer(state, z, mask)
         return _train(self, state, z, key, mask, draws, warming)
@@ -247,7 +257,7 @@ class Layer(Config):
         counts = ops.reduce_counts(step.book_counts(spec, ops, idx))
         new, _ = step.advance(spec, ops, s, rows, valid, idx, counts, d, warming=warming)
         out = self._output(rows, valid, lead, values, idx, weights, counts)
-        return out, self._pack(new)
+        return out, self._pack(new, _rewritten(s.books, new.books))
 
     def _output(
         self,
@@ -283,7 +293,8 @@ class Layer(Config):
             return  # under jit the layer keeps its codebook instead (documented)
         call = int(state.calls) + 1
         if self.axis_name is None and warmup_initialises(call, spec.skip_iters):
-            count = int(jnp.sum(state.buffer_valid)) + int(jnp.sum(valid))
+            kept = state.buffer_valid
+            count = (0 if kept is None else int(jnp.sum(kept))) + int(jnp.sum(valid))
             if count < spec.num_codes:
                 raise ValueError(step.too_few_rows(spec, count))
 

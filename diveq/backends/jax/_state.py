@@ -1,10 +1,16 @@
 """The pytrees of the JAX layers: their state, their output, and the params/rest split.
 
-A layer's state is a NamedTuple, so it is a pytree: jit it, vmap it, checkpoint it by
-flattening its leaves (``jax.tree_util.tree_flatten``) and saving them with any array format.
-The codebook(s) are the only leaf to optimise; everything else is bookkeeping that the layer
-updates itself and that must never receive an optimiser update. :func:`split_params` and
-:func:`merge_params` separate the two, as ``equinox.partition`` / ``combine`` do.
+A layer's state is a NamedTuple, so it is a pytree: jit it, vmap it, checkpoint it with any
+pytree tool (orbax ``StandardCheckpointer``, or its leaves saved with any array format). Every
+leaf is a non-empty array: a layer without a warm-up buffer (DiVeQ, ``skip_iters <= 1``, after
+``release_warmup``) has ``None`` there, not a zero-size array.
+
+The codebook(s) are the only floating leaf and the only leaf to optimise; everything else is
+bookkeeping that the layer updates itself and that must never receive an optimiser update. The
+warm-up rows are kept as their bit patterns (unsigned integers of the codebook's width), so a
+filter such as ``equinox.is_inexact_array`` never takes them for trainable parameters (weight
+decay would shrink them). :func:`split_params` and :func:`merge_params` separate the codebook
+from the rest, as ``equinox.partition`` / ``combine`` do.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from __future__ import annotations
 from typing import Any, NamedTuple, TypeVar
 
 import jax
+import jax.numpy as jnp
+from jax import lax
 
 __all__ = ["CompositeState", "State", "merge_params", "split_params"]
 
@@ -29,38 +37,57 @@ class State(NamedTuple):
         Rows assigned to each code in the current replacement window.
     calls_used : jax.Array of int, shape (K,)
         Train-mode calls of the window in which each code was assigned at least once.
-    buffer : jax.Array, shape (R, D)
-        SF warm-up rows, ``R = avg_iters * rows_per_call`` (0 for layers without warm-up);
-        zeroed after the init.
-    buffer_valid : jax.Array of bool, shape (R,)
-        Which buffer rows hold collected latents.
+    replaced : jax.Array of bool, shape (K,)
+        The codewords the last train-mode call rewrote (dead-code replacement or the SF
+        warm-up init): the rows whose optimiser moments still belong to the old codeword.
+    buffer : jax.Array of unsigned int, shape (R, D), or None
+        SF warm-up rows as the bit patterns of the codebook dtype (``uint32`` for
+        ``float32``), ``R = avg_iters * rows_per_call``; zeroed after the init. ``None`` for
+        layers without a warm-up and after ``release_warmup``.
+    buffer_valid : jax.Array of bool, shape (R,), or None
+        Which buffer rows hold collected latents (``None`` with ``buffer``).
     """
 
     codebook: jax.Array
     calls: jax.Array
     hits: jax.Array
     calls_used: jax.Array
-    buffer: jax.Array
-    buffer_valid: jax.Array
+    replaced: jax.Array
+    buffer: jax.Array | None
+    buffer_valid: jax.Array | None
 
 
 class CompositeState(NamedTuple):
     """Training state of a composite layer (:class:`ProductDiVeQ`, :class:`ResidualDiVeQ`).
 
-    As :class:`State`, with ``codebooks`` of shape ``(M, K, D')``, ``hits`` / ``calls_used``
-    of shape ``(M, K)`` and ``buffer`` of shape ``(R, M, D')``: what each codebook quantised
-    (its block of the latents for product layers, its stage residuals for residual layers).
+    As :class:`State`, with ``codebooks`` of shape ``(M, K, D')``, ``hits`` / ``calls_used`` /
+    ``replaced`` of shape ``(M, K)`` and ``buffer`` of shape ``(R, M, D')``: what each codebook
+    quantised (its block of the latents for product layers, its stage residuals for residual
+    layers); ``buffer`` is ``None`` for composite DiVeQ.
     """
 
     codebooks: jax.Array
     calls: jax.Array
     hits: jax.Array
     calls_used: jax.Array
-    buffer: jax.Array
-    buffer_valid: jax.Array
+    replaced: jax.Array
+    buffer: jax.Array | None
+    buffer_valid: jax.Array | None
 
 
 AnyState = TypeVar("AnyState", State, CompositeState)
+
+_BITS = {2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint64}
+
+
+def to_bits(x: jax.Array) -> jax.Array:
+    """Floats as unsigned integers of the same width (the warm-up buffer's storage)."""
+    return lax.bitcast_convert_type(x, _BITS[jnp.dtype(x.dtype).itemsize])
+
+
+def from_bits(bits: jax.Array, dtype: Any) -> jax.Array:
+    """Inverse of :func:`to_bits` for floats of ``dtype``."""
+    return lax.bitcast_convert_type(bits, dtype)
 
 
 def split_params(state: AnyState) -> tuple[jax.Array, AnyState]:

@@ -1,16 +1,20 @@
 """The JAX layers' warm-up store: a static-size buffer ``(R, M, D')`` with a validity mask,
 ``R = slots * rows_per_call``, written with ``lax.dynamic_update_slice`` so a whole training
-step jits, and gathered over devices with ``axis_name``."""
+step jits, and gathered over devices with ``axis_name``. The rows are stored as their bit
+patterns (:func:`~diveq.backends.jax._state.to_bits`): converted once per call for the new
+rows and once at the init, never for the whole buffer on every call."""
 
 from __future__ import annotations
 
 from collections.abc import Hashable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from diveq._layer_spec import LayerSpec
+from diveq.backends.jax._state import to_bits
 
 __all__ = ["collect", "gather"]
 
@@ -24,10 +28,12 @@ def collect(
     call: jax.Array,
     latents: jax.Array,
     valid: jax.Array,
+    dtype: Any,
 ) -> Store:
     """Write the call's latents ``(N, M, D')`` (padded to ``per_call`` rows) into its slot.
 
-    Invalid rows are stored as zeros and marked invalid, so they never reach the init.
+    Invalid rows are stored as zeros and marked invalid, so they never reach the init. ``dtype``
+    is the float type whose bits the buffer holds.
     """
     buffer, buffer_valid = store
     pad = per_call - latents.shape[0]
@@ -35,7 +41,7 @@ def collect(
     ok = jnp.pad(valid, (0, pad))
     slots = spec.warmup_slots
     slot = jnp.clip(call - (spec.skip_iters - slots), 0, slots - 1)
-    clean = jnp.where(ok[:, None, None], lax.stop_gradient(rows), 0).astype(buffer.dtype)
+    clean = to_bits(jnp.where(ok[:, None, None], lax.stop_gradient(rows), 0).astype(dtype))
     start = slot * per_call
     zero = jnp.zeros_like(start)
     return (
