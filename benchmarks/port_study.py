@@ -79,7 +79,7 @@ def _variants(study: str, cfg: Config) -> dict:
         }
     std, bound = math.sqrt(5e-3), math.sqrt(6 / (k * d))
     out = {"vector-quantize-pytorch": lambda: VQTorch(k, d)}
-    for r in (100, 10, 1):
+    for r in (100, 10):
         out[f"diveq replacement_iters={r}"] = lambda r=r: Native(
             dq.DiVeQ(k, d, feature_axis=1, noise_std=std, replacement_iters=r), bound
         )
@@ -90,6 +90,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("study", choices=["init", "port"])
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=300)
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -99,7 +100,8 @@ def main() -> None:
     variants = _variants(args.study, cfg)
     psnr = {name: [] for name in variants}
     usage = {name: [] for name in variants}
-    for seed in range(args.seeds):
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    for seed in seeds:
         for name, make in variants.items():
             _train.make_quantizer = lambda *a, make=make, **kw: make()
             run = _train.train("diveq", cfg, data, seed, progress=False)
@@ -108,10 +110,11 @@ def main() -> None:
             usage[name].append(m.usage)
             print(f"seed {seed} {name:<32} PSNR {m.psnr:6.2f} dB  codes used {m.usage:5.1f} %")
     base = next(iter(variants))
-    print(f"\n{args.steps} steps, seeds 0..{args.seeds - 1}; paired differences against {base}")
+    print(f"\n{args.steps} steps, seeds {list(seeds)}; paired differences against {base}")
     for name in variants:
         diff = np.array(psnr[name]) - np.array(psnr[base])
-        t = diff.mean() / (diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else math.nan
+        spread = diff.std(ddof=1) if len(diff) > 1 else 0.0
+        t = diff.mean() / (spread / math.sqrt(len(diff))) if spread > 0 else math.nan
         print(
             f"{name:<32} PSNR {np.mean(psnr[name]):6.2f} ± {np.std(psnr[name]):.2f} dB, "
             f"codes used {np.mean(usage[name]):5.1f} %, paired diff {diff.mean():+.2f} dB "

@@ -104,9 +104,7 @@ class _Official(Quantizer):
             return dq.nearest(rows, books[0])
         if s.layout == "product":
             return dq.product_quantize(rows, books).indices
-        out, rest = [], rows
-        idx = torch.movedim(enc.indices, s.feature_axis, -1) if z.ndim > 2 else enc.indices
-        weights = torch.movedim(enc.weights, s.feature_axis, -1) if z.ndim > 2 else enc.weights
+        out, rest, idx, weights = [], rows, enc.indices, enc.weights  # codes: trailing axis M
         for m in range(s.num_codebooks):
             out.append(dq.nearest(rest, books[m]))
             i = idx[..., m].clamp(min=0)
