@@ -1,6 +1,6 @@
 """Paired-seed studies behind two choices of the migration guide (not a test; figures vary).
 
-    python benchmarks/port_study.py init --seeds 4 --steps 300
+    python benchmarks/port_study.py init --seeds 8 --steps 300
     python benchmarks/port_study.py port --seeds 3 --steps 300
 
 ``init``: DiVeQ with ``codebook_init="symmetric"`` (U(-1/K, 1/K)) against ``"positive"``
@@ -70,7 +70,7 @@ class VQTorch(nn.Module):
         return values, indices, loss
 
 
-def _variants(study: str, cfg: Config) -> dict:
+def _variants(study: str, cfg: Config, windows: list[int]) -> dict:
     k, d = cfg.num_codes, cfg.dim
     if study == "init":
         return {
@@ -79,7 +79,7 @@ def _variants(study: str, cfg: Config) -> dict:
         }
     std, bound = math.sqrt(5e-3), math.sqrt(6 / (k * d))
     out = {"vector-quantize-pytorch": lambda: VQTorch(k, d)}
-    for r in (100, 10):
+    for r in windows:
         out[f"diveq replacement_iters={r}"] = lambda r=r: Native(
             dq.DiVeQ(k, d, feature_axis=1, noise_std=std, replacement_iters=r), bound
         )
@@ -91,13 +91,14 @@ def main() -> None:
     p.add_argument("study", choices=["init", "port"])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--windows", default="100,10", help="port: replacement_iters to try")
     p.add_argument("--steps", type=int, default=300)
     args = p.parse_args()
     torch.set_num_threads(1)
     cfg = dataclasses.replace(Config(), steps=args.steps, eval_every=args.steps)
     data = load_patches(per_photo=1500)
     test = data.test_float()
-    variants = _variants(args.study, cfg)
+    variants = _variants(args.study, cfg, [int(r) for r in args.windows.split(",")])
     psnr = {name: [] for name in variants}
     usage = {name: [] for name in variants}
     seeds = range(args.first_seed, args.first_seed + args.seeds)
