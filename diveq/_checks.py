@@ -29,13 +29,18 @@ def _shape(x: Any) -> tuple[int, ...]:
     return tuple(int(s) for s in x.shape)
 
 
+def dtype_name(dtype: Any) -> str:
+    """A dtype as every framework spells it in messages: ``float32``, not ``torch.float32``."""
+    return str(dtype).removeprefix("torch.")
+
+
 def check_latents(z: Any, name: str = "z") -> None:
     """Raise unless ``z`` is a real floating array with at least one axis."""
     xp = array_namespace(z)
     if not xp.isdtype(z.dtype, "real floating"):
         raise TypeError(
             f"`{name}` must have a real floating dtype (float16/bfloat16/float32/float64); "
-            f"got dtype {z.dtype} with shape {_shape(z)}"
+            f"got dtype {dtype_name(z.dtype)} with shape {_shape(z)}"
         )
     if z.ndim < 1:
         raise ValueError(f"`{name}` must have shape (..., D); got a 0-d array")

@@ -15,7 +15,7 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from diveq._checks import check_latents
+from diveq._checks import check_latents, dtype_name
 
 __all__ = ["INITS", "LAYOUTS", "LayerSpec"]
 
@@ -185,7 +185,7 @@ class LayerSpec:
             if not is_bool or got != lead:
                 raise (ValueError if is_bool else TypeError)(
                     f"`mask` must be a bool array of shape {lead} (z.shape = {shape} without "
-                    f"axis {self.feature_axis}); got dtype {mask.dtype} and shape {got}"
+                    f"axis {self.feature_axis}); got dtype {dtype_name(mask.dtype)} and shape {got}"
                 )
         return lead
 

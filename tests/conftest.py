@@ -14,7 +14,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 import pytest
 from hypothesis import HealthCheck, settings
 
-from diveq.testing import available_adapters
+from diveq.testing import known_adapters
 
 settings.register_profile(
     "ci",
@@ -51,24 +51,34 @@ def _pin_numerics() -> None:
 
 _pin_numerics()
 
-ADAPTERS = available_adapters()
-DIFFERENTIABLE = [a for a in ADAPTERS if a.differentiable]
-SAMPLING = [a for a in ADAPTERS if a.samples]
+KNOWN = known_adapters()
+ADAPTERS = [a for _, a, _ in KNOWN if a is not None]
+#: implementations with autodiff (torch, JAX eager and jitted) and that sample their own draws;
+#: a framework that is not installed is a visible skip with its import error, never silence
+DIFF_NAMES = ("torch", "jax", "jax-jit")
 
 
-@pytest.fixture(scope="session", params=ADAPTERS, ids=[a.name for a in ADAPTERS])
+def _params(names: tuple[str, ...] | None = None) -> list:
+    return [
+        pytest.param(adapter, id=name, marks=[pytest.mark.skip(reason=why)] if why else [])
+        for name, adapter, why in KNOWN
+        if names is None or name in names
+    ]
+
+
+@pytest.fixture(scope="session", params=_params())
 def backend(request: pytest.FixtureRequest):
-    """Each available implementation, behind its conformance adapter."""
+    """Each implementation, behind its conformance adapter."""
     return request.param
 
 
-@pytest.fixture(scope="session", params=DIFFERENTIABLE, ids=[a.name for a in DIFFERENTIABLE])
+@pytest.fixture(scope="session", params=_params(DIFF_NAMES))
 def diff_backend(request: pytest.FixtureRequest):
-    """Each available implementation with autodiff (torch, JAX eager and jitted)."""
+    """Each implementation with autodiff (torch, JAX eager and jitted)."""
     return request.param
 
 
-@pytest.fixture(scope="session", params=SAMPLING, ids=[a.name for a in SAMPLING])
+@pytest.fixture(scope="session", params=_params(DIFF_NAMES))
 def sampling_backend(request: pytest.FixtureRequest):
-    """Each available implementation that samples its own draws (generator= / key=)."""
+    """Each implementation that samples its own draws besides the reference (generator= / key=)."""
     return request.param

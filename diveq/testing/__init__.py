@@ -20,7 +20,7 @@ Requires ``hypothesis`` (the ``test`` extra).
 
 from __future__ import annotations
 
-from diveq.testing._adapters import Adapter, adapter_for, available_adapters
+from diveq.testing._adapters import Adapter, adapter_for, available_adapters, known_adapters
 from diveq.testing._check import Report, check_backend
 from diveq.testing._check_layers import (
     LAYER_KINDS,
@@ -81,6 +81,7 @@ __all__ = [
     "check_sampling",
     "check_usage",
     "driver_for",
+    "known_adapters",
     "raises",
     "separation_tolerance",
     "tolerance",

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Adapter", "adapter_for", "available_adapters"]
+__all__ = ["Adapter", "adapter_for", "available_adapters", "known_adapters"]
 
 
 class Adapter:
@@ -223,22 +223,32 @@ def adapter_for(module: ModuleType | str, *, jit: bool = False, device: str = "c
     )
 
 
-def available_adapters() -> list[Adapter]:
-    """Adapters for every implementation that imports here (core on NumPy and strict first)."""
+def known_adapters() -> list[tuple[str, Adapter | None, str]]:
+    """Every implementation the kit knows: ``(name, adapter or None, why it is missing)``.
+
+    A framework that is not installed gives ``None`` and the import error, so a test suite can
+    show it as a skip with its reason instead of leaving it out silently.
+    """
     import diveq.core as core
 
-    found: list[Adapter] = [Adapter(core)]
+    found: list[tuple[str, Adapter | None, str]] = [("core-numpy", Adapter(core), "")]
     try:
-        found.append(StrictAdapter(core))
-    except ImportError:
-        pass
-    for name, jit in (
-        ("diveq.backends.torch", False),
-        ("diveq.backends.jax", False),
-        ("diveq.backends.jax", True),
+        found.append(("core-strict", StrictAdapter(core), ""))
+    except ImportError as err:
+        found.append(("core-strict", None, f"array_api_strict is not installed ({err})"))
+    for name, module, jit in (
+        ("torch", "diveq.backends.torch", False),
+        ("jax", "diveq.backends.jax", False),
+        ("jax-jit", "diveq.backends.jax", True),
     ):
         try:
-            found.append(adapter_for(name, jit=jit))
-        except ImportError:
-            continue
+            found.append((name, adapter_for(module, jit=jit), ""))
+        except ImportError as err:
+            found.append((name, None, f"{module} does not import: {err}"))
     return found
+
+
+def available_adapters() -> list[Adapter]:
+    """Adapters for every implementation that imports here (core on NumPy and strict first);
+    :func:`known_adapters` also names the missing ones."""
+    return [adapter for _, adapter, _ in known_adapters() if adapter is not None]

@@ -22,7 +22,7 @@ from diveq.backends.jax._functions import FUNCTIONS, draw_dtype
 from diveq.backends.jax._state import CompositeState, State
 from diveq.core import _layer_rows as rows_
 from diveq.core import _layer_step as step
-from diveq.core._schedule import warmup_initialises, warmup_quantizes
+from diveq.core import warmup_initialises, warmup_quantizes
 
 __all__ = ["AnyState", "Layer"]
 

@@ -25,7 +25,7 @@ from diveq.backends.torch._functions import FUNCTIONS, sample
 from diveq.backends.torch._warmup import WarmupBuffer
 from diveq.core import _layer_rows as rows_
 from diveq.core import _layer_step as step
-from diveq.core._schedule import warmup_quantizes
+from diveq.core import warmup_quantizes
 
 __all__ = ["Quantizer"]
 
