@@ -1,7 +1,7 @@
 """Paired-seed studies behind two choices of the migration guide (not a test; figures vary).
 
     python benchmarks/port_study.py init --seeds 8 --steps 300
-    python benchmarks/port_study.py port --seeds 3 --steps 300
+    python benchmarks/port_study.py port --seeds 2 --steps 300 --windows 100,10,3,1
 
 ``init``: DiVeQ with ``codebook_init="symmetric"`` (U(-1/K, 1/K)) against ``"positive"``
 (U[0, 1/K)), same seeds, on the demo's VQ-VAE (examples/compress.py): test PSNR and codes used.
