@@ -4,14 +4,20 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-BENCH_STAMP := $(VENV)/.bench-stamp
-
 .PHONY: demo test lint docs docs-check chromium release stubs bench clean
 
+# The peers the tests and benchmarks compare with: vector-quantize-pytorch (pinned, with the
+# pinned torch), and the official diveq 0.1.3, whose import name is ours: its wheel is unpacked
+# into benchmarks/_vendor/official and loaded by path as `diveq_official` (tests/_official.py).
+# The registry is read here, at set-up, never while the tests run.
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check \
-		-c requirements/constraints.txt -e '.[dev]'
+		-c requirements/constraints.txt -e '.[dev]' vector-quantize-pytorch
+	rm -rf benchmarks/_vendor && mkdir -p benchmarks/_vendor
+	$(PY) -m pip download --quiet --disable-pip-version-check --no-deps \
+		-d benchmarks/_vendor diveq==0.1.3
+	$(PY) -m zipfile -e benchmarks/_vendor/diveq-0.1.3-py3-none-any.whl benchmarks/_vendor/official
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -57,18 +63,7 @@ release: $(STAMP)
 	$(PY) -m build --outdir dist .
 	$(PY) -m twine check --strict dist/*
 
-# The peers: vector-quantize-pytorch, and the official diveq 0.1.3 unpacked beside the
-# benchmarks (its import name is ours too, so it is loaded by path as `diveq_official`).
-$(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet --disable-pip-version-check \
-		-c requirements/constraints.txt vector-quantize-pytorch
-	rm -rf benchmarks/_vendor && mkdir -p benchmarks/_vendor
-	$(PY) -m pip download --quiet --disable-pip-version-check --no-deps \
-		-d benchmarks/_vendor diveq==0.1.3
-	$(PY) -m zipfile -e benchmarks/_vendor/diveq-0.1.3-py3-none-any.whl benchmarks/_vendor/official
-	touch $@
-
-bench: $(BENCH_STAMP)
+bench: $(STAMP)
 	$(PY) benchmarks/run.py --sweep
 
 clean:

@@ -1,7 +1,8 @@
 """Loading the alternatives we compare with, when they are installed.
 
-The official ``diveq`` 0.1.3 shares our import name, so ``make bench`` unpacks its wheel into
-``benchmarks/_vendor/official`` and it is loaded from there by path as ``diveq_official``.
+The official ``diveq`` 0.1.3 shares our import name, so the set-up of ``make test`` and
+``make bench`` unpacks its wheel into ``benchmarks/_vendor/official`` and it is loaded from there
+by path as ``diveq_official``.
 """
 
 from __future__ import annotations

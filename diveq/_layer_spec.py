@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +105,14 @@ class LayerSpec:
             raise ValueError(
                 f"product quantisation needs dim % num_codebooks == 0; got dim = {self.dim}, "
                 f"num_codebooks = {self.num_codebooks}"
+                + (self._official_order_hint() if self.num_codebooks > self.dim else "")
+            )
+        if self.composite and self.num_codebooks > max(self.num_codes, self.dim):
+            warnings.warn(
+                f"{self.num_codebooks} codebooks of {self.num_codes} codes of dim {self.dim}: "
+                f"more codebooks than codes or features{self._official_order_hint()}",
+                UserWarning,
+                stacklevel=4,
             )
         if not isinstance(self.space_filling, bool):
             raise TypeError(f"`space_filling` must be a bool; got {self.space_filling!r}")
@@ -124,6 +133,19 @@ class LayerSpec:
             raise TypeError(f"`feature_axis` must be an int; got {self.feature_axis!r}")
         if self.codebook_init not in INITS:
             raise ValueError(f"`codebook_init` must be one of {INITS}; got {self.codebook_init!r}")
+
+    def _official_order_hint(self) -> str:
+        """A note for composite arguments given in the official package's order
+        ``(num_embeddings, embedding_dim, num_codebooks)``, when that reading is valid."""
+        name = "ProductDiVeQ" if self.layout == "product" else "ResidualDiVeQ"
+        m, k, d = self.dim, self.num_codebooks, self.num_codes  # the official reading
+        if self.layout == "product" and d % m:
+            return ""
+        return (
+            f". The order here is {name}(num_codebooks, num_codes, dim); the official package's "
+            f"is (num_embeddings, embedding_dim, num_codebooks): for {k} codes of dim {d} in {m} "
+            f"codebooks write {name}({m}, {k}, {d})"
+        )
 
     @property
     def init_bounds(self) -> tuple[float, float]:
@@ -150,6 +172,8 @@ class LayerSpec:
             fix = (
                 f"; axis {hint[0]} has size {self.dim}: pass feature_axis={hint[0]}" if hint else ""
             )
+            if self.composite and shape[axis] == self.num_codes:
+                fix += self._official_order_hint()
             raise ValueError(
                 f"feature size mismatch: the layer has dim = {self.dim} but `z` has "
                 f"{shape[axis]} features on axis {self.feature_axis} (z.shape = {shape}){fix}"

@@ -134,6 +134,7 @@ PUBLIC_NAMESPACES = {
     "diveq.backends.torch": "api/torch",
     "diveq.backends.jax": "api/jax",
     "diveq.testing": "api/testing",
+    "diveq.compat.official": "api/compat",
 }
 
 _logger = logging.getLogger("diveq.docs")

@@ -8,7 +8,7 @@ import sys
 
 def test_import_diveq_leaves_frameworks_out():
     code = (
-        "import sys, diveq, diveq.core, diveq.reference\n"
+        "import sys, diveq, diveq.core, diveq.reference, diveq.compat\n"
         "bad = [m for m in ('torch', 'jax', 'jaxlib') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

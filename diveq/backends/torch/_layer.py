@@ -17,6 +17,7 @@ import array_api_compat.torch as xp
 import torch
 from torch import nn
 
+from diveq._checkpoint import check_checkpoint, describe
 from diveq._layer_spec import LayerSpec
 from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
 from diveq.backends.torch._distributed import active_group, all_reduce_sum, broadcast_from_first
@@ -31,6 +32,8 @@ __all__ = ["Quantizer"]
 
 #: Options fixed at construction: they set the shapes of the parameter and buffers.
 _SHAPING = ("layout", "num_codebooks", "num_codes", "dim", "space_filling")
+#: Buffers of the official ``diveq`` 0.1.3 layers: their checkpoints need a conversion.
+_OFFICIAL_KEYS = ("iter_counter", "codebook_usage")
 
 
 def _chunk_size(value: Any) -> int | None:
@@ -140,14 +143,36 @@ class Quantizer(nn.Module):
         self._warming = self.spec.warmup and not quantizes
 
     def get_extra_state(self) -> dict[str, Any]:
-        """Host-side state for ``state_dict()``: the train-call count and SF warm-up rows."""
-        return {"train_calls": self._calls, **self._warmup.state()}
+        """Host-side state for ``state_dict()``: the train-call count, the SF warm-up rows, and
+        the layer's kind, shape and schedule options (checked when the state loads)."""
+        return {"train_calls": self._calls, **self._warmup.state(), "layer": describe(self.spec)}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`get_extra_state` (``load_state_dict``)."""
+        """Restore :meth:`get_extra_state` (``load_state_dict``).
+
+        Raises ``ValueError`` if the state was written by a layer of another kind, shape or
+        (mid-schedule) schedule; states written before diveq recorded the layer load unchecked.
+        """
+        self._check_state(state)
         self._calls = int(state["train_calls"])
         self._warmup.load(state)
         self._sync_phase()
+
+    def _check_state(self, state: Any) -> None:
+        if isinstance(state, dict) and "layer" in state:
+            check_checkpoint(self.spec, state["layer"], int(state["train_calls"]))
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any, **kw: Any) -> None:
+        # Checked before anything is copied, so a refused checkpoint leaves the layer as it was.
+        found = [k for k in _OFFICIAL_KEYS if prefix + k in state_dict]
+        if found:
+            raise ValueError(
+                f"`{prefix}{found[0]}` is a key of the official diveq package's layers: convert "
+                "the checkpoint with diveq.compat.official.convert_state_dict(state_dict, model), "
+                "or load it into the diveq.compat.official classes"
+            )
+        self._check_state(state_dict.get(prefix + "_extra_state"))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kw)
 
     # ------------------------------------------------------------------ the call
     def _ops(self, group: Any = None) -> step.LayerOps:

@@ -37,7 +37,12 @@ class DiVeQ(Quantizer):
     perturb_eps : float, default 1e-9
         Scale of the Gaussian perturbation added to a copied donor.
     feature_axis : int, default -1
-        Axis of ``z`` holding the features, e.g. ``1`` for ``(B, C, H, W)``.
+        Axis of ``z`` holding the features, e.g. ``1`` for ``(B, C, H, W)``. When several axes
+        have size ``dim`` nothing can tell which one holds the features: with the default
+        ``-1``, images ``(B, C, H, W)`` whose ``W`` equals ``dim`` are quantised along ``W``
+        without an error, so pass ``feature_axis=1`` for channels-first inputs. The results
+        keep the shape of ``z``, with the feature axis innermost in memory (the strides of
+        ``torch.channels_last`` for images): call ``.contiguous()`` before ``.view``.
     codebook_init : {"symmetric", "positive"}, default "symmetric"
         Codebook init: ``U(-1/K, 1/K)`` (the VQ-VAE convention) or ``U[0, 1/K)`` (the official
         package and the paper's compression code), elementwise.
@@ -140,7 +145,8 @@ class SFDiVeQ(Quantizer):
     avg_iters : int, default 50
         Warm-up calls whose rows initialise the codebook.
     feature_axis : int, default -1
-        Axis of ``z`` holding the features.
+        Axis of ``z`` holding the features; as for :class:`DiVeQ` (pass it whenever another
+        axis may have size ``dim``).
     codebook_init : {"symmetric", "positive"}, default "symmetric"
         Codebook init: ``U(-1/K, 1/K)`` (the VQ-VAE convention) or ``U[0, 1/K)`` (the official
         package and the paper's compression code), elementwise.

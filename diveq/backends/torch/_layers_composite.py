@@ -42,7 +42,8 @@ _DOC = """{what}
     skip_iters, avg_iters : int, default 1000 and 50
         The SF warm-up schedule (``space_filling=True`` only).
     feature_axis : int, default -1
-        Axis of ``z`` holding the features.
+        Axis of ``z`` holding the features; as for :class:`DiVeQ` (pass it whenever another
+        axis may have size ``dim``).
     codebook_init : {{"symmetric", "positive"}}, default "symmetric"
         Codebook init: ``U(-1/K, 1/K)`` (the VQ-VAE convention) or ``U[0, 1/K)`` (the official
         package and the paper's compression code), elementwise.
