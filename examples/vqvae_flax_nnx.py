@@ -1,4 +1,8 @@
-"""A small VQ-VAE in Flax NNX: 8x8 grayscale patches of scikit-image's bundled photos, coded as
+"""
+A VQ-VAE in Flax NNX
+====================
+
+A small VQ-VAE in Flax NNX: 8x8 grayscale patches of scikit-image's bundled photos, coded as
 4 latent vectors of 4 features, each quantised to one of 64 codewords (24 bits per patch).
 
 The quantiser is :mod:`diveq.backends.flax.nnx`'s ``DiVeQ`` or ``SFDiVeQ``, an ``nnx.Module``
@@ -112,7 +116,7 @@ def run(method: str, train: np.ndarray, test: np.ndarray, steps: int, seed: int)
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").strip().splitlines()[0])
     p.add_argument("--quick", action="store_true", help="60 steps per method (a few seconds)")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
