@@ -107,7 +107,8 @@ class LayerSpec:
                 f"num_codebooks = {self.num_codebooks}"
                 + (self._official_order_hint() if self.num_codebooks > self.dim else "")
             )
-        if self.composite and self.num_codebooks > max(self.num_codes, self.dim):
+        # 16+ stages, outnumbering codes and features: what the official order (K, D, M) gives
+        if self.composite and self.num_codebooks > max(self.num_codes, self.dim, 15):
             warnings.warn(
                 f"{self.num_codebooks} codebooks of {self.num_codes} codes of dim {self.dim}: "
                 f"more codebooks than codes or features{self._official_order_hint()}",
