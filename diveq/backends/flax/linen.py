@@ -38,20 +38,31 @@ from typing import Any, ClassVar, TypeVar
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import traverse_util
 from flax.core import FrozenDict
 
 import diveq.backends.jax as dq
+from diveq._checkpoint import from_signature
 from diveq._types import Quantized, SFQuantized
 from diveq.backends.jax._layer import AnyState, Layer, Output
 from diveq.backends.jax._rewrites import check_written_back, fold_rows
 
-__all__ = ["COLLECTION", "DiVeQ", "ProductDiVeQ", "ResidualDiVeQ", "SFDiVeQ", "write_back"]
+__all__ = [
+    "COLLECTION",
+    "DiVeQ",
+    "ProductDiVeQ",
+    "ResidualDiVeQ",
+    "SFDiVeQ",
+    "release_warmup",
+    "write_back",
+]
 
 #: The variable collection holding every diveq module's counters, warm-up rows and rewrites.
 COLLECTION = "diveq"
 _HELPER = "params, vq_state = diveq.backends.flax.linen.write_back(params, vq_state)"
 _REWRITES = "rewrites"
+_BUFFER = ("buffer", "buffer_valid")
 
 Tree = TypeVar("Tree", bound=Mapping)
 
@@ -78,6 +89,8 @@ class _Quantizer(nn.Module):
         book = self.param(_book(layer), lambda key: layer.init(key)[0])
         fresh_state = initial()
         names = [n for n in fresh_state._fields[1:] if getattr(fresh_state, n) is not None]
+        if not self.is_initializing() and not self.has_variable(COLLECTION, "buffer"):
+            names = [n for n in names if n not in _BUFFER]  # dropped by release_warmup
         state = {n: self.variable(COLLECTION, n, lambda n=n: getattr(initial(), n)) for n in names}
         state[_REWRITES] = self.variable(COLLECTION, _REWRITES, lambda: jnp.zeros_like(book))
         return book, state
@@ -221,6 +234,35 @@ def write_back(params: Tree, state: Tree) -> tuple[Tree, Tree]:
         flat_params[name] = fold_rows(flat_params[name], rewrites, replaced)
         flat_state[key] = jnp.zeros_like(replaced)
     return _like(params, flat_params), _like(state, flat_state)
+
+
+def release_warmup(state: Tree) -> Tree:
+    """Drop the SF warm-up buffers whose init has happened from the ``diveq`` collection.
+
+    The buffer (``avg_iters * rows_per_call`` rows) is dead weight after the warm-up init;
+    the modules run without it from then on, and a jitted step retraces once. Call it
+    outside ``jax.jit``, e.g. once ``skip_iters`` steps have run. Modules without a buffer,
+    or whose warm-up is still running, are left as they are.
+
+    Parameters
+    ----------
+    state : Mapping
+        The ``diveq`` collection (dict or ``FrozenDict``).
+
+    Returns
+    -------
+    Mapping
+        ``state`` without the finished modules' ``buffer`` and ``buffer_valid``.
+    """
+    flat = traverse_util.flatten_dict(_plain(state))
+    for key in [k for k in flat if k[-1] == "buffer"]:
+        path = key[:-1]
+        codes = np.asarray(jax.device_get(flat[path + ("signature",)]))
+        skip_iters = from_signature(codes.reshape(-1, codes.shape[-1])[0])["skip_iters"]
+        if np.min(jax.device_get(flat[path + ("calls",)])) >= skip_iters - 1:
+            for name in _BUFFER:
+                del flat[path + (name,)]
+    return _like(state, flat)
 
 
 def _plain(tree: Mapping) -> dict:
