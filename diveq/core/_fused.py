@@ -100,7 +100,7 @@ def projection_operands(
 
 def _interpret(mode: str) -> bool:
     if mode not in MODES:
-        raise ValueError(f"`chunk_size` must be None, a positive int, {MODES}; got {mode!r}")
+        raise ValueError(f"`chunk_size` must be one of {MODES} here; got {mode!r}")
     return mode == INTERPRET
 
 
@@ -163,7 +163,11 @@ def sf_quantize(kernels: Kernels, z: Array, codebook: Array, mode: str = FUSED) 
     )
 
 
-_FUSED_IMPL = {"nearest": nearest, "quantize": quantize, "sf_quantize": sf_quantize}
+_FUSED_IMPL: dict[str, Callable[..., Any]] = {
+    "nearest": nearest,
+    "quantize": quantize,
+    "sf_quantize": sf_quantize,
+}
 
 
 def route(functions: dict[str, Callable[..., Any]], module: str) -> dict[str, Callable[..., Any]]:
@@ -185,6 +189,10 @@ def _routed(name: str, fn: Callable[..., Any], module: str) -> Callable[..., Any
         mode = kwargs.get("chunk_size")
         if not isinstance(mode, str):
             return fn(*args, **kwargs)
+        if mode not in MODES:
+            raise ValueError(
+                f"`chunk_size` must be None, a positive int or one of {MODES}; got {mode!r}"
+            )
         if name not in _FUSED_IMPL:
             raise ValueError(
                 f"`chunk_size={mode!r}` (the fused search kernels) is supported by "
