@@ -1,5 +1,6 @@
 """Run the torch backend's fused search (``chunk_size="fused"``) in Triton's interpreter on the
-cases of :mod:`_kernel_cases` and save the results: ``python _triton_interpret.py OUT.npz``.
+cases of :mod:`_kernel_cases` and save the results: ``python _triton_interpret.py OUT.npz``;
+then run the torch half of ``benchmarks/fused_check.py`` at its dry-run sizes (printed).
 
 ``tests/test_fused_search.py`` starts this in a subprocess with ``TRITON_INTERPRET=1``, which
 Triton reads once, when it is first imported; the test process keeps compiled-mode Triton.
@@ -8,6 +9,7 @@ Triton reads once, when it is first imported; the test process keeps compiled-mo
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import _kernel_cases as cases
 import numpy as np
@@ -46,5 +48,15 @@ def run(out: str) -> None:
     np.savez(out, **results)
 
 
+def device_check_dry_run() -> None:
+    """The torch half of the GPU script's logic, on the CPU (its timings mean nothing)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks import fused_check
+
+    fused_check.torch_conformance("cpu", "fused", fused_check.DRY_SHAPES)
+    fused_check.timings("cpu", "fused", fused_check.DRY_SIZES, reps=1)
+
+
 if __name__ == "__main__":
     run(sys.argv[1])
+    device_check_dry_run()

@@ -75,7 +75,8 @@ def test_cases_hold_the_ties_they_claim():
 
 
 @pytest.fixture(scope="module")
-def triton_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
+def triton_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, np.ndarray], str]:
+    """The subprocess's saved results and its printed output."""
     if importlib.util.find_spec("triton") is None:
         pytest.skip("triton is not installed (the `triton` extra)")
     pytest.importorskip("torch")
@@ -87,12 +88,22 @@ def triton_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.nda
     )
     assert done.returncode == 0, done.stderr[-4000:]
     with np.load(out) as saved:
-        return dict(saved)
+        return dict(saved), done.stdout
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_triton_kernels_match_the_reference(triton_results, name):
-    _check(triton_results, name)
+def test_triton_kernels_match_the_reference(triton_run, name):
+    _check(triton_run[0], name)
+
+
+def test_device_check_dry_run_torch(triton_run):
+    """``benchmarks/fused_check.py``'s torch logic at tiny sizes (in the same subprocess)."""
+    lines = triton_run[1].splitlines()
+    verdicts = [line for line in lines if line.startswith("torch cpu fused")]
+    assert len(verdicts) == 6 and all(line.endswith(" ok") for line in verdicts), verdicts
+    table = [line for line in lines if line.startswith("N=64 K=70 D=5")]
+    names = {line[25:53].strip() for line in table}  # the table's fixed-width case column
+    assert {"fused kernel", "tiled search (default)", "fused sf_quantize"} <= names, table
 
 
 def test_triton_needs_cuda_or_the_interpreter():
@@ -140,6 +151,20 @@ def pallas_results() -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("name", NAMES)
 def test_pallas_kernels_match_the_reference(pallas_results, name):
     _check(pallas_results, name)
+
+
+def test_device_check_dry_run_jax(pallas_results, capsys):
+    """``benchmarks/fused_check.py``'s JAX logic at tiny sizes (the kernels' shapes are those
+    the ``pallas_results`` fixture compiled already)."""
+    spec = importlib.util.spec_from_file_location(
+        "fused_check", HERE.parent / "benchmarks" / "fused_check.py"
+    )
+    assert spec is not None and spec.loader is not None
+    fused_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fused_check)
+    fused_check.jax_conformance("fused-interpret", fused_check.DRY_SHAPES)
+    verdicts = capsys.readouterr().out.splitlines()
+    assert len(verdicts) == 4 and all(line.endswith(" ok") for line in verdicts), verdicts
 
 
 def test_pallas_under_jit_and_without_an_accelerator():
