@@ -13,6 +13,7 @@ the default.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -35,8 +36,19 @@ def _pad_rows(x: jax.Array, rows: int, value: float = 0.0) -> jax.Array:
     return jnp.pad(x, pad, constant_values=value)
 
 
+def _pad_cols(x: jax.Array, cols: int) -> jax.Array:
+    """``x`` ``(rows, D)`` with zero features appended up to ``cols`` (exact: they add 0)."""
+    return jnp.pad(x, [(0, 0), (0, cols - x.shape[1])])
+
+
 def _round_up(n: int, block: int) -> int:
     return -(-n // block) * block
+
+
+def _pow2(n: int) -> int:
+    """The smallest power of two ``>= n``: Pallas's GPU lowering (Triton) wants block shapes
+    that are powers of two; zero features and ``+inf``-scored codewords change no result."""
+    return 1 << max(n - 1, 0).bit_length()
 
 
 def _index_dtype() -> Any:
@@ -99,15 +111,6 @@ def _project_kernel(z_ref, p_ref, sq_ref, off_ref, len_ref, i_ref, t_ref, *, til
     t_ref[...] = best_t
 
 
-def _check_backend(z: jax.Array, interpret: bool) -> None:
-    if not interpret and on_cpu(z):
-        raise RuntimeError(
-            "chunk_size='fused' compiles a Pallas kernel, which needs a GPU or TPU; `z` is on "
-            "a CPU. chunk_size='fused-interpret' runs it in Pallas's interpreter (slow, for "
-            "tests); chunk_size=None is the tiled search."
-        )
-
-
 def _rows_spec(d: int | None = None) -> Any:
     if d is None:
         return pl.BlockSpec((BLOCK_N,), lambda r: (r,))
@@ -121,24 +124,18 @@ def _whole(shape: tuple[int, ...]) -> Any:
 @functools.partial(jax.jit, static_argnames=("interpret",))
 def _nearest(z: jax.Array, weight: jax.Array, bias: jax.Array, interpret: bool) -> jax.Array:
     (n, d), k = z.shape, weight.shape[0]
-    rows, codes = _round_up(n, BLOCK_N), _round_up(k, BLOCK_K)
+    rows, codes, d = _round_up(n, BLOCK_N), _pow2(_round_up(k, BLOCK_K)), _pow2(max(d, 16))
     # padded codewords score +inf, so they never win against a finite score
-    weight, bias = _pad_rows(weight, codes), _pad_rows(bias, codes, jnp.inf)
+    weight, bias = _pad_rows(_pad_cols(weight, d), codes), _pad_rows(bias, codes, jnp.inf)
     out = pl.pallas_call(
-        functools.partial(_nearest_kernel, tiles=codes // BLOCK_K),
+        functools.partial(_nearest_kernel, tiles=-(-k // BLOCK_K)),
         out_shape=jax.ShapeDtypeStruct((rows,), _index_dtype()),
         grid=(rows // BLOCK_N,),
         in_specs=[_rows_spec(d), _whole((codes, d)), _whole((codes,))],
         out_specs=_rows_spec(),
         interpret=interpret,
-    )(_pad_rows(z, rows), weight, bias)
+    )(_pad_rows(_pad_cols(z, d), rows), weight, bias)
     return out[:n]
-
-
-def nearest_rows(z: jax.Array, weight: jax.Array, bias: jax.Array, interpret: bool) -> jax.Array:
-    """``argmin_j bias_j + z . weight_j`` per row of ``z`` ``(N, D)``."""
-    _check_backend(z, interpret)
-    return _nearest(z, weight, bias, interpret)
 
 
 @functools.partial(jax.jit, static_argnames=("interpret",))
@@ -151,44 +148,45 @@ def _project(
     interpret: bool,
 ) -> tuple[jax.Array, jax.Array]:
     (n, d), segs = z.shape, points.shape[0] - 1
-    rows, span = _round_up(n, BLOCK_N), _round_up(segs, BLOCK_K)
+    rows, d = _round_up(n, BLOCK_N), _pow2(max(d, 16))
+    span = _pow2(_round_up(segs, BLOCK_K) + 1)  # tile j reads vertices up to j * BLOCK_K + 64
     i, t = pl.pallas_call(
-        functools.partial(_project_kernel, tiles=span // BLOCK_K, segs=segs),
+        functools.partial(_project_kernel, tiles=-(-segs // BLOCK_K), segs=segs),
         out_shape=(
             jax.ShapeDtypeStruct((rows,), _index_dtype()),
             jax.ShapeDtypeStruct((rows,), z.dtype),
         ),
         grid=(rows // BLOCK_N,),
-        in_specs=[
-            _rows_spec(d),
-            _whole((span + 1, d)),
-            _whole((span + 1,)),
-            _whole((span,)),
-            _whole((span,)),
-        ],
+        in_specs=[_rows_spec(d), _whole((span, d)), *[_whole((span,))] * 3],
         out_specs=(_rows_spec(), _rows_spec()),
         interpret=interpret,
     )(
-        _pad_rows(z, rows),
-        _pad_rows(points, span + 1),
-        _pad_rows(sq_norms, span + 1),
+        _pad_rows(_pad_cols(z, d), rows),
+        _pad_rows(_pad_cols(points, d), span),
+        _pad_rows(sq_norms, span),
         _pad_rows(offsets, span),
         _pad_rows(lengths, span, 1.0),
     )
     return i[:n], t[:n]
 
 
-def project_rows(
-    z: jax.Array,
-    points: jax.Array,
-    sq_norms: jax.Array,
-    offsets: jax.Array,
-    lengths: jax.Array,
-    interpret: bool,
-) -> tuple[jax.Array, jax.Array]:
-    """Segment index and clipped position ``t`` of the exact polyline projection."""
-    _check_backend(z, interpret)
-    return _project(z, points, sq_norms, offsets, lengths, interpret)
+def _checked(run: Callable[..., Any]) -> Callable[..., Any]:
+    """``run(z, *operands, interpret)`` that first says so when the kernel cannot run."""
+
+    @functools.wraps(run)
+    def launch(z: jax.Array, *operands: Any) -> Any:
+        interpret = operands[-1]
+        if not interpret and on_cpu(z):
+            raise RuntimeError(
+                "chunk_size='fused' compiles a Pallas kernel, which needs a GPU or TPU; `z` is "
+                "on a CPU. chunk_size='fused-interpret' runs it in Pallas's interpreter (slow, "
+                "for tests); chunk_size=None is the tiled search."
+            )
+        return run(z, *operands[:-1], interpret=interpret)
+
+    return launch
 
 
-KERNELS = Kernels(nearest_rows, project_rows)
+#: ``nearest_rows(z, weight, bias, interpret)`` and
+#: ``project_rows(z, points, sq_norms, offsets, lengths, interpret)`` (:mod:`diveq.core._fused`)
+KERNELS = Kernels(_checked(_nearest), _checked(_project))

@@ -12,9 +12,6 @@ never TF32), or fp64 for float64 input. Unmeasured on GPUs so far: it is not the
 
 from __future__ import annotations
 
-import functools
-from typing import Any
-
 import torch
 
 from diveq.core._fused import Kernels
@@ -34,6 +31,30 @@ BLOCK_N = 32
 BLOCK_K = 64
 
 
+@triton.jit
+def _dot_tiles(z_ptr, c_ptr, rows, row_ok, ks, k_ok, d, acc, BLOCK_D: tl.constexpr):
+    """``acc + z[rows] . c[ks]`` over all ``d`` features, ``BLOCK_D`` at a time: exact fp32
+    (``"ieee"``, never TF32) or fp64; rows and codewords outside the masks read as 0."""
+    cols = tl.arange(0, BLOCK_D)
+    for d0 in range(0, d, BLOCK_D):
+        ds = d0 + cols
+        d_ok = ds < d
+        zt = tl.load(z_ptr + rows[:, None] * d + ds[None, :], row_ok[:, None] & d_ok[None, :], 0.0)
+        ct = tl.load(c_ptr + ks[None, :] * d + ds[:, None], k_ok[None, :] & d_ok[:, None], 0.0)
+        acc = tl.dot(zt, ct, acc, input_precision="ieee", out_dtype=acc.dtype)
+    return acc
+
+
+@triton.jit
+def _running_min(best, best_i, scores, k0):
+    """Fold one tile of ``scores`` into the running minimum: the first index on ties, within
+    the tile (``tl.min``) and across tiles (strict ``<``: an earlier tile keeps a tie)."""
+    tile_best, tile_i = tl.min(scores, axis=1, return_indices=True)
+    better = tile_best < best
+    return tl.where(better, tile_best, best), tl.where(better, k0 + tile_i, best_i), better, tile_i
+
+
+@triton.jit
 def _nearest_kernel(
     z_ptr,
     w_ptr,
@@ -48,48 +69,26 @@ def _nearest_kernel(
 ):
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < n
-    cols = tl.arange(0, BLOCK_D)
     best = tl.full([BLOCK_N], float("inf"), b_ptr.dtype.element_ty)
     best_i = tl.zeros([BLOCK_N], tl.int32)
     for k0 in range(0, k, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
         k_ok = ks < k
         acc = tl.zeros([BLOCK_N, BLOCK_K], b_ptr.dtype.element_ty)
-        for d0 in range(0, d, BLOCK_D):
-            ds = d0 + cols
-            d_ok = ds < d
-            zt = tl.load(
-                z_ptr + rows[:, None] * d + ds[None, :], row_ok[:, None] & d_ok[None, :], other=0.0
-            )
-            wt = tl.load(w_ptr + ks[None, :] * d + ds[:, None], k_ok[None, :] & d_ok[:, None], 0.0)
-            acc = tl.dot(zt, wt, acc, input_precision="ieee", out_dtype=acc.dtype)
+        acc = _dot_tiles(z_ptr, w_ptr, rows, row_ok, ks, k_ok, d, acc, BLOCK_D)
         # padded codewords score +inf, so they never win against a finite score
         scores = acc + tl.load(b_ptr + ks, k_ok, other=float("inf"))[None, :]
-        tile_best, tile_i = tl.min(scores, axis=1, return_indices=True)  # first on ties
-        better = tile_best < best  # strict: an earlier tile keeps a tie
-        best = tl.where(better, tile_best, best)
-        best_i = tl.where(better, k0 + tile_i, best_i)
+        best, best_i, _, _ = _running_min(best, best_i, scores, k0)
     tl.store(out_ptr + rows, best_i.to(tl.int64), row_ok)
 
 
+@triton.jit
 def _project_kernel(
-    z_ptr,
-    p_ptr,
-    sq_ptr,
-    off_ptr,
-    len_ptr,
-    i_ptr,
-    t_ptr,
-    n,
-    k,
-    d,
-    BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-):
+    z_ptr, p_ptr, sq_ptr, off_ptr, len_ptr, i_ptr, t_ptr, n, k, d,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr
+):  # fmt: skip
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < n
-    cols = tl.arange(0, BLOCK_D)
     lanes = tl.arange(0, BLOCK_K)
     best = tl.full([BLOCK_N], float("inf"), t_ptr.dtype.element_ty)
     best_i = tl.zeros([BLOCK_N], tl.int32)
@@ -98,19 +97,9 @@ def _project_kernel(
     for j0 in range(0, segs, BLOCK_K):
         js = j0 + lanes
         j_ok = js < segs
-        ga = tl.zeros([BLOCK_N, BLOCK_K], t_ptr.dtype.element_ty)
-        gb = tl.zeros([BLOCK_N, BLOCK_K], t_ptr.dtype.element_ty)
-        for d0 in range(0, d, BLOCK_D):
-            ds = d0 + cols
-            d_ok = ds < d
-            zt = tl.load(
-                z_ptr + rows[:, None] * d + ds[None, :], row_ok[:, None] & d_ok[None, :], other=0.0
-            )
-            tile_ok = j_ok[None, :] & d_ok[:, None]
-            pa = tl.load(p_ptr + js[None, :] * d + ds[:, None], tile_ok, other=0.0)
-            pb = tl.load(p_ptr + (js[None, :] + 1) * d + ds[:, None], tile_ok, other=0.0)
-            ga = tl.dot(zt, pa, ga, input_precision="ieee", out_dtype=ga.dtype)
-            gb = tl.dot(zt, pb, gb, input_precision="ieee", out_dtype=gb.dtype)
+        zero = tl.zeros([BLOCK_N, BLOCK_K], t_ptr.dtype.element_ty)
+        ga = _dot_tiles(z_ptr, p_ptr, rows, row_ok, js, j_ok, d, zero, BLOCK_D)  # z . c_j
+        gb = _dot_tiles(z_ptr, p_ptr, rows, row_ok, js + 1, j_ok, d, zero, BLOCK_D)  # z . c_j+1
         length = tl.load(len_ptr + js, j_ok, other=1.0)[None, :]
         num = gb - ga - tl.load(off_ptr + js, j_ok, other=0.0)[None, :]  # (z - a) . e
         has_len = length > 0
@@ -123,11 +112,8 @@ def _project_kernel(
         # independent of how the two dot products holding that vertex were rounded.
         drop = ((t <= 0.0) & (js[None, :] >= 1)) | ~(j_ok[None, :])
         dist = tl.where(drop, float("inf"), dist)
-        tile_best, tile_i = tl.min(dist, axis=1, return_indices=True)
+        best, best_i, better, tile_i = _running_min(best, best_i, dist, j0)
         tile_t = tl.sum(tl.where(lanes[None, :] == tile_i[:, None], t, 0.0), axis=1)
-        better = tile_best < best
-        best = tl.where(better, tile_best, best)
-        best_i = tl.where(better, j0 + tile_i, best_i)
         best_t = tl.where(better, tile_t, best_t)
     tl.store(i_ptr + rows, best_i.to(tl.int64), row_ok)
     tl.store(t_ptr + rows, best_t, row_ok)
@@ -140,11 +126,6 @@ def interpreting() -> bool:
     from triton.runtime.interpreter import InterpretedFunction
 
     return isinstance(tl.standard.zeros, InterpretedFunction)
-
-
-@functools.cache
-def _launcher(kernel: Any) -> Any:
-    return triton.jit(kernel)
 
 
 def _check_device(z: torch.Tensor, interpret: bool) -> None:
@@ -177,7 +158,7 @@ def nearest_rows(
     (n, d), k = z.shape, weight.shape[0]
     out = torch.empty(n, dtype=torch.int64, device=z.device)
     grid = (triton.cdiv(n, BLOCK_N),)
-    _launcher(_nearest_kernel)[grid](
+    _nearest_kernel[grid](
         z, weight, bias, out, n, k, d, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, BLOCK_D=_block_d(d)
     )
     return out
@@ -198,7 +179,7 @@ def project_rows(
     i = torch.empty(n, dtype=torch.int64, device=z.device)
     t = torch.empty(n, dtype=z.dtype, device=z.device)
     grid = (triton.cdiv(n, BLOCK_N),)
-    _launcher(_project_kernel)[grid](
+    _project_kernel[grid](
         z,
         points,
         sq_norms.contiguous(),
