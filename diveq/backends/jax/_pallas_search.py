@@ -56,14 +56,20 @@ def _index_dtype() -> Any:
     return jnp.argmin(jnp.zeros((1,))).dtype
 
 
+def _dot_t(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``a @ b.T`` at full precision, accumulated in the operands' dtype (float32 or 64)."""
+    dims = (((1,), (1,)), ((), ()))
+    return jax.lax.dot_general(a, b, dims, precision=_HIGHEST, preferred_element_type=a.dtype)
+
+
 def _nearest_kernel(z_ref, w_ref, b_ref, out_ref, *, tiles: int):
     z = z_ref[...]
 
     def tile(j, carry):
         best, best_i = carry
         w = w_ref[pl.ds(j * BLOCK_K, BLOCK_K), :]
-        scores = jnp.dot(z, w.T, precision=_HIGHEST) + b_ref[pl.ds(j * BLOCK_K, BLOCK_K)]
-        tile_i = jnp.argmin(scores, axis=1).astype(jnp.int32)  # first on ties
+        scores = _dot_t(z, w) + b_ref[pl.ds(j * BLOCK_K, BLOCK_K)]
+        tile_i = jax.lax.argmin(scores, 1, jnp.int32)  # first on ties
         tile_best = jnp.min(scores, axis=1)
         better = tile_best < best  # strict: an earlier tile keeps a tie
         return jnp.where(better, tile_best, best), jnp.where(better, j * BLOCK_K + tile_i, best_i)
@@ -80,8 +86,8 @@ def _project_kernel(z_ref, p_ref, sq_ref, off_ref, len_ref, i_ref, t_ref, *, til
         best, best_i, best_t = carry
         at = pl.ds(j * BLOCK_K, BLOCK_K)
         nxt = pl.ds(j * BLOCK_K + 1, BLOCK_K)
-        ga = jnp.dot(z, p_ref[at, :].T, precision=_HIGHEST)
-        gb = jnp.dot(z, p_ref[nxt, :].T, precision=_HIGHEST)
+        ga = _dot_t(z, p_ref[at, :])
+        gb = _dot_t(z, p_ref[nxt, :])
         length = len_ref[at]
         num = gb - ga - off_ref[at]  # (z - a) . e
         has_len = length > 0
@@ -94,7 +100,7 @@ def _project_kernel(z_ref, p_ref, sq_ref, off_ref, len_ref, i_ref, t_ref, *, til
         js = j * BLOCK_K + lanes
         drop = ((t <= 0.0) & (js >= 1)) | (js >= segs)
         dist = jnp.where(drop, jnp.inf, dist)
-        tile_i = jnp.argmin(dist, axis=1).astype(jnp.int32)
+        tile_i = jax.lax.argmin(dist, 1, jnp.int32)  # first on ties
         tile_best = jnp.min(dist, axis=1)
         tile_t = jnp.sum(jnp.where(lanes[None, :] == tile_i[:, None], t, 0.0), axis=1)
         better = tile_best < best

@@ -36,10 +36,11 @@ def _dot_tiles(z_ptr, c_ptr, rows, row_ok, ks, k_ok, d, acc, BLOCK_D: tl.constex
     """``acc + z[rows] . c[ks]`` over all ``d`` features, ``BLOCK_D`` at a time: exact fp32
     (``"ieee"``, never TF32) or fp64; rows and codewords outside the masks read as 0."""
     cols = tl.arange(0, BLOCK_D)
+    starts = rows.to(tl.int64) * d  # N * D may pass 2^31
     for d0 in range(0, d, BLOCK_D):
         ds = d0 + cols
         d_ok = ds < d
-        zt = tl.load(z_ptr + rows[:, None] * d + ds[None, :], row_ok[:, None] & d_ok[None, :], 0.0)
+        zt = tl.load(z_ptr + starts[:, None] + ds[None, :], row_ok[:, None] & d_ok[None, :], 0.0)
         ct = tl.load(c_ptr + ks[None, :] * d + ds[:, None], k_ok[None, :] & d_ok[:, None], 0.0)
         acc = tl.dot(zt, ct, acc, input_precision="ieee", out_dtype=acc.dtype)
     return acc
