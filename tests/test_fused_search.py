@@ -99,8 +99,8 @@ def test_triton_kernels_match_the_reference(triton_run, name):
 def test_device_check_dry_run_torch(triton_run):
     """``benchmarks/fused_check.py``'s torch logic at tiny sizes (in the same subprocess)."""
     lines = triton_run[1].splitlines()
-    verdicts = [line for line in lines if line.startswith("torch cpu fused")]
-    assert len(verdicts) == 6 and all(line.endswith(" ok") for line in verdicts), verdicts
+    verdicts = [line for line in lines if line.startswith("torch cpu fused") or " vs " in line]
+    assert len(verdicts) == 7 and all(line.endswith(" ok") for line in verdicts), verdicts
     table = [line for line in lines if line.startswith("N=64 K=70 D=5")]
     names = {line[25:53].strip() for line in table}  # the table's fixed-width case column
     assert {"fused kernel", "tiled search (default)", "fused sf_quantize"} <= names, table
