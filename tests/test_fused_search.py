@@ -153,9 +153,10 @@ def test_pallas_kernels_match_the_reference(pallas_results, name):
     _check(pallas_results, name)
 
 
-def test_device_check_dry_run_jax(pallas_results, capsys):
+def test_device_check_dry_run_jax(pallas_results, capsys, monkeypatch):
     """``benchmarks/fused_check.py``'s JAX logic at tiny sizes (the kernels' shapes are those
     the ``pallas_results`` fixture compiled already)."""
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts the repository first
     spec = importlib.util.spec_from_file_location(
         "fused_check", HERE.parent / "benchmarks" / "fused_check.py"
     )
