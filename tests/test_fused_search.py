@@ -74,36 +74,33 @@ def test_cases_hold_the_ties_they_claim():
 # -- torch: Triton's interpreter, in a subprocess ------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def triton_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, np.ndarray], str]:
-    """The subprocess's saved results and its printed output."""
+def test_triton_kernels_in_the_interpreter(tmp_path, subtests):
+    """One subprocess (one test, so ``pytest -n`` workers never run it twice): every case
+    against the reference, then ``benchmarks/fused_check.py``'s torch logic at tiny sizes."""
     if importlib.util.find_spec("triton") is None:
         pytest.skip("triton is not installed (the `triton` extra)")
     pytest.importorskip("torch")
-    out = tmp_path_factory.mktemp("triton") / "results.npz"
+    out = tmp_path / "results.npz"
     env = {**os.environ, "TRITON_INTERPRET": "1"}
-    script = HERE / "_triton_interpret.py"
     done = subprocess.run(
-        [sys.executable, str(script), str(out)], env=env, capture_output=True, text=True
+        [sys.executable, str(HERE / "_triton_interpret.py"), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     with np.load(out) as saved:
-        return dict(saved), done.stdout
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_triton_kernels_match_the_reference(triton_run, name):
-    _check(triton_run[0], name)
-
-
-def test_device_check_dry_run_torch(triton_run):
-    """``benchmarks/fused_check.py``'s torch logic at tiny sizes (in the same subprocess)."""
-    lines = triton_run[1].splitlines()
-    verdicts = [line for line in lines if line.startswith("torch cpu fused") or " vs " in line]
-    assert len(verdicts) == 7 and all(line.endswith(" ok") for line in verdicts), verdicts
-    table = [line for line in lines if line.startswith("N=64 K=70 D=5")]
-    names = {line[25:53].strip() for line in table}  # the table's fixed-width case column
-    assert {"fused kernel", "tiled search (default)", "fused sf_quantize"} <= names, table
+        results = dict(saved)
+    for name in NAMES:
+        with subtests.test(case=name):
+            _check(results, name)
+    with subtests.test(case="device_check dry run"):
+        lines = done.stdout.splitlines()
+        verdicts = [line for line in lines if line.startswith("torch cpu fused") or " vs " in line]
+        assert len(verdicts) == 7 and all(line.endswith(" ok") for line in verdicts), verdicts
+        table = [line for line in lines if line.startswith("N=64 K=70 D=5")]
+        names = {line[25:53].strip() for line in table}  # the table's fixed-width case column
+        assert {"fused kernel", "tiled search (default)", "fused sf_quantize"} <= names, table
 
 
 def test_triton_needs_cuda_or_the_interpreter():
@@ -124,19 +121,18 @@ def test_triton_needs_cuda_or_the_interpreter():
 # -- JAX: Pallas's interpreter ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def pallas_results() -> dict[str, np.ndarray]:
-    jax = pytest.importorskip("jax")
-    pytest.importorskip("jax.experimental.pallas")
+def _pallas_results() -> dict[str, np.ndarray]:
+    import jax.numpy as jnp
+
     import diveq.backends.jax as dq
     from diveq.backends.jax._pallas_search import KERNELS
     from diveq.core import _fused
 
     results: dict[str, np.ndarray] = {}
+    mode = "fused-interpret"
     for name in NAMES:
         z, c, lam, dtype = _inputs(name)
-        z, c, lam = (jax.numpy.asarray(a, dtype=dtype) for a in (z, c, lam))
-        mode = "fused-interpret"
+        z, c, lam = (jnp.asarray(a, dtype=dtype) for a in (z, c, lam))
         results[f"{name}/nearest"] = np.asarray(dq.nearest(z, c, chunk_size=mode))
         q = dq.quantize(z, c, chunk_size=mode)
         results[f"{name}/quantize.values"] = np.asarray(q.values)
@@ -148,24 +144,27 @@ def pallas_results() -> dict[str, np.ndarray]:
     return results
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_pallas_kernels_match_the_reference(pallas_results, name):
-    _check(pallas_results, name)
-
-
-def test_device_check_dry_run_jax(pallas_results, capsys, monkeypatch):
-    """``benchmarks/fused_check.py``'s JAX logic at tiny sizes (the kernels' shapes are those
-    the ``pallas_results`` fixture compiled already)."""
-    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts the repository first
-    spec = importlib.util.spec_from_file_location(
-        "fused_check", HERE.parent / "benchmarks" / "fused_check.py"
-    )
-    assert spec is not None and spec.loader is not None
-    fused_check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fused_check)
-    fused_check.jax_conformance("fused-interpret", fused_check.DRY_SHAPES)
-    verdicts = capsys.readouterr().out.splitlines()
-    assert len(verdicts) == 4 and all(line.endswith(" ok") for line in verdicts), verdicts
+def test_pallas_kernels_in_the_interpreter(subtests, capsys, monkeypatch):
+    """Every case against the reference, then ``benchmarks/fused_check.py``'s JAX logic at
+    tiny sizes (on the shapes just compiled; one test, so ``pytest -n`` compiles them once)."""
+    pytest.importorskip("jax")
+    pytest.importorskip("jax.experimental.pallas")
+    results = _pallas_results()
+    for name in NAMES:
+        with subtests.test(case=name):
+            _check(results, name)
+    with subtests.test(case="device_check dry run"):
+        monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts the repository first
+        spec = importlib.util.spec_from_file_location(
+            "fused_check", HERE.parent / "benchmarks" / "fused_check.py"
+        )
+        assert spec is not None and spec.loader is not None
+        fused_check = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(fused_check)
+        capsys.readouterr()
+        fused_check.jax_conformance("fused-interpret", fused_check.DRY_SHAPES)
+        verdicts = capsys.readouterr().out.splitlines()
+        assert len(verdicts) == 4 and all(line.endswith(" ok") for line in verdicts), verdicts
 
 
 def test_pallas_under_jit_and_without_an_accelerator():
