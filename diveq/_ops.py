@@ -77,10 +77,12 @@ PARAMS: dict[str, Param] = {
         "Standard-normal draws ``xi``. Drawn with ``{rng}`` when needed and not given.",
     ),
     "chunk_size": Param(
-        "int | None",
-        "int, optional",
+        "int | str | None",
+        "int or str, optional",
         "Rows per tile of the distance computation, which bounds its memory; ``None`` picks a "
-        "size for the device.",
+        "size for the device. ``nearest``, ``quantize`` and ``sf_quantize`` also take "
+        '``"fused"`` (the opt-in fused GPU search kernel) and ``"fused-interpret"`` (the same '
+        "kernel in the framework's interpreter); see the docs' Performance page.",
     ),
     "indices": Param(
         "{array}",

@@ -7,13 +7,23 @@ import jax
 
 from diveq._types import Quantized, SFQuantized
 
-def nearest(z: jax.Array, codebook: jax.Array, *, chunk_size: int | None = None) -> jax.Array: ...
-def quantize(z: jax.Array, codebook: jax.Array, *, chunk_size: int | None = None) -> Quantized: ...
+def nearest(
+    z: jax.Array,
+    codebook: jax.Array,
+    *,
+    chunk_size: int | str | None = None,
+) -> jax.Array: ...
+def quantize(
+    z: jax.Array,
+    codebook: jax.Array,
+    *,
+    chunk_size: int | str | None = None,
+) -> Quantized: ...
 def sf_quantize(
     z: jax.Array,
     codebook: jax.Array,
     *,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> SFQuantized: ...
 def diveq(
     z: jax.Array,
@@ -22,7 +32,7 @@ def diveq(
     noise_std: float | jax.Array = 0.001,
     noise: jax.Array | None = None,
     key: jax.Array | None = None,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> Quantized: ...
 def sf_diveq(
     z: jax.Array,
@@ -32,7 +42,7 @@ def sf_diveq(
     dither: jax.Array | None = None,
     noise: jax.Array | None = None,
     key: jax.Array | None = None,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> SFQuantized: ...
 def product_diveq(
     z: jax.Array,
@@ -41,7 +51,7 @@ def product_diveq(
     noise_std: float | jax.Array = 0.001,
     noise: jax.Array | None = None,
     key: jax.Array | None = None,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> Quantized: ...
 def residual_diveq(
     z: jax.Array,
@@ -50,7 +60,7 @@ def residual_diveq(
     noise_std: float | jax.Array = 0.001,
     noise: jax.Array | None = None,
     key: jax.Array | None = None,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> Quantized: ...
 def product_sf_diveq(
     z: jax.Array,
@@ -60,7 +70,7 @@ def product_sf_diveq(
     dither: jax.Array | None = None,
     noise: jax.Array | None = None,
     key: jax.Array | None = None,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> SFQuantized: ...
 def residual_sf_diveq(
     z: jax.Array,
@@ -70,46 +80,46 @@ def residual_sf_diveq(
     dither: jax.Array | None = None,
     noise: jax.Array | None = None,
     key: jax.Array | None = None,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> SFQuantized: ...
 def product_quantize(
     z: jax.Array,
     codebooks: jax.Array,
     *,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> Quantized: ...
 def residual_quantize(
     z: jax.Array,
     codebooks: jax.Array,
     *,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> Quantized: ...
 def product_sf_quantize(
     z: jax.Array,
     codebooks: jax.Array,
     *,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> SFQuantized: ...
 def residual_sf_quantize(
     z: jax.Array,
     codebooks: jax.Array,
     *,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> SFQuantized: ...
-def ste(z: jax.Array, codebook: jax.Array, *, chunk_size: int | None = None) -> Quantized: ...
+def ste(z: jax.Array, codebook: jax.Array, *, chunk_size: int | str | None = None) -> Quantized: ...
 def nsvq(
     z: jax.Array,
     codebook: jax.Array,
     *,
     noise: jax.Array | None = None,
     key: jax.Array | None = None,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> Quantized: ...
 def rotation_trick(
     z: jax.Array,
     codebook: jax.Array,
     *,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> Quantized: ...
 def commitment_loss(
     z: jax.Array,
@@ -122,6 +132,6 @@ def code_usage(
     indices: jax.Array,
     num_codes: int,
     *,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> jax.Array: ...
 def perplexity(indices: jax.Array, num_codes: int) -> jax.Array: ...

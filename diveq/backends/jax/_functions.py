@@ -24,6 +24,7 @@ import numpy as np
 
 from diveq.core._bind import bind
 from diveq.core._faces import Idiom
+from diveq.core._fused import route
 
 __all__ = ["FUNCTIONS", "IDIOM", "draw_dtype", "sample"]
 
@@ -105,7 +106,11 @@ def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
 _ARRAYS = (jax.Array, np.ndarray)
 
 
-FUNCTIONS: dict[str, Callable[..., Any]] = {
-    name: _compiled(fn)
-    for name, fn in bind(IDIOM, sample=sample, stop_gradient=jax.lax.stop_gradient).items()
-}
+# chunk_size="fused" / "fused-interpret" opt into the Pallas kernels (docs: Performance).
+FUNCTIONS: dict[str, Callable[..., Any]] = route(
+    {
+        name: _compiled(fn)
+        for name, fn in bind(IDIOM, sample=sample, stop_gradient=jax.lax.stop_gradient).items()
+    },
+    "diveq.backends.jax._pallas_search",
+)

@@ -11,19 +11,19 @@ def nearest(
     z: torch.Tensor,
     codebook: torch.Tensor,
     *,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> torch.Tensor: ...
 def quantize(
     z: torch.Tensor,
     codebook: torch.Tensor,
     *,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> Quantized: ...
 def sf_quantize(
     z: torch.Tensor,
     codebook: torch.Tensor,
     *,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> SFQuantized: ...
 def diveq(
     z: torch.Tensor,
@@ -32,7 +32,7 @@ def diveq(
     noise_std: float | torch.Tensor = 0.001,
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> Quantized: ...
 def sf_diveq(
     z: torch.Tensor,
@@ -42,7 +42,7 @@ def sf_diveq(
     dither: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> SFQuantized: ...
 def product_diveq(
     z: torch.Tensor,
@@ -51,7 +51,7 @@ def product_diveq(
     noise_std: float | torch.Tensor = 0.001,
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> Quantized: ...
 def residual_diveq(
     z: torch.Tensor,
@@ -60,7 +60,7 @@ def residual_diveq(
     noise_std: float | torch.Tensor = 0.001,
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> Quantized: ...
 def product_sf_diveq(
     z: torch.Tensor,
@@ -70,7 +70,7 @@ def product_sf_diveq(
     dither: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> SFQuantized: ...
 def residual_sf_diveq(
     z: torch.Tensor,
@@ -80,46 +80,51 @@ def residual_sf_diveq(
     dither: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> SFQuantized: ...
 def product_quantize(
     z: torch.Tensor,
     codebooks: torch.Tensor,
     *,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> Quantized: ...
 def residual_quantize(
     z: torch.Tensor,
     codebooks: torch.Tensor,
     *,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> Quantized: ...
 def product_sf_quantize(
     z: torch.Tensor,
     codebooks: torch.Tensor,
     *,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> SFQuantized: ...
 def residual_sf_quantize(
     z: torch.Tensor,
     codebooks: torch.Tensor,
     *,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> SFQuantized: ...
-def ste(z: torch.Tensor, codebook: torch.Tensor, *, chunk_size: int | None = None) -> Quantized: ...
+def ste(
+    z: torch.Tensor,
+    codebook: torch.Tensor,
+    *,
+    chunk_size: int | str | None = None,
+) -> Quantized: ...
 def nsvq(
     z: torch.Tensor,
     codebook: torch.Tensor,
     *,
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> Quantized: ...
 def rotation_trick(
     z: torch.Tensor,
     codebook: torch.Tensor,
     *,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> Quantized: ...
 def commitment_loss(
     z: torch.Tensor,
@@ -132,6 +137,6 @@ def code_usage(
     indices: torch.Tensor,
     num_codes: int,
     *,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
 ) -> torch.Tensor: ...
 def perplexity(indices: torch.Tensor, num_codes: int) -> torch.Tensor: ...
