@@ -18,11 +18,21 @@ this module imports none of them).
 
 from __future__ import annotations
 
-from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
+from diveq._types import (
+    EMAState,
+    LayerDraws,
+    LayerOutput,
+    Quantized,
+    SFLayerOutput,
+    SFQuantized,
+)
 from diveq.backends.jax._api import (
     code_usage,
     commitment_loss,
     diveq,
+    ema_init,
+    ema_statistics,
+    ema_update,
     nearest,
     nsvq,
     perplexity,
@@ -49,6 +59,7 @@ from diveq.backends.jax._state import (
 )
 
 __all__ = [
+    "EMAState",
     "CompositeState",
     "DiVeQ",
     "LayerDraws",
@@ -63,6 +74,9 @@ __all__ = [
     "code_usage",
     "commitment_loss",
     "diveq",
+    "ema_init",
+    "ema_statistics",
+    "ema_update",
     "merge_params",
     "nearest",
     "nsvq",

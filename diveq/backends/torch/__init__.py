@@ -16,11 +16,21 @@ input.
 
 from __future__ import annotations
 
-from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
+from diveq._types import (
+    EMAState,
+    LayerDraws,
+    LayerOutput,
+    Quantized,
+    SFLayerOutput,
+    SFQuantized,
+)
 from diveq.backends.torch._api import (
     code_usage,
     commitment_loss,
     diveq,
+    ema_init,
+    ema_statistics,
+    ema_update,
     nearest,
     nsvq,
     perplexity,
@@ -42,6 +52,7 @@ from diveq.backends.torch._layers import DiVeQ, SFDiVeQ
 from diveq.backends.torch._layers_composite import ProductDiVeQ, ResidualDiVeQ
 
 __all__ = [
+    "EMAState",
     "DiVeQ",
     "LayerDraws",
     "LayerOutput",
@@ -54,6 +65,9 @@ __all__ = [
     "code_usage",
     "commitment_loss",
     "diveq",
+    "ema_init",
+    "ema_statistics",
+    "ema_update",
     "nearest",
     "nsvq",
     "perplexity",
