@@ -50,6 +50,8 @@ def ema_init(codebook: ArrayLike) -> EMAState:
     array([1., 1.])
     """
     c = np.asarray(codebook)
+    if c.ndim != 2:
+        raise ValueError(f"`codebook` must have shape (K, D); got shape {c.shape}")
     arr = v.finite("codebook", v.floating_matrix("codebook", c))
     return EMAState(arr.copy(), np.ones(arr.shape[0]), arr.copy())
 
@@ -164,8 +166,10 @@ def ema_update(
     >>> ema_update(state, [3.0, 0.0], [[3.0], [0.0]], decay=0.5, eps=0.0).codebook
     array([[0.75], [1.  ]])
     """
+    if isinstance(state, tuple):
+        state = EMAState(*(np.asarray(a) for a in state)) if len(state) == 3 else state
+    check_ema_update(state, np.asarray(counts), np.asarray(sums))
     arrays = [np.asarray(a) for a in (*state, counts, sums)]
-    check_ema_update(tuple(arrays[:3]), arrays[3], arrays[4])
     check_ema_options(decay, eps)
     names = ("state.codebook", "state.cluster_size", "state.embed_sum", "counts", "sums")
     codebook, size, embed, n, s = (v.finite(a, b) for a, b in zip(names, arrays, strict=True))
