@@ -16,6 +16,7 @@ output and a new state, built from the functions above.
 from __future__ import annotations
 
 from diveq._types import (
+    EMALayerOutput,
     EMAState,
     LayerDraws,
     LayerOutput,
@@ -52,6 +53,7 @@ from diveq.reference._composite_sf import (
 )
 from diveq.reference._diveq import diveq, diveq_vjp
 from diveq.reference._ema import ema_init, ema_statistics, ema_update
+from diveq.reference._ema_layer import EMAVQ
 from diveq.reference._layer_state import LayerState
 from diveq.reference._layers import DiVeQ, ProductDiVeQ, ResidualDiVeQ, SFDiVeQ
 from diveq.reference._replacement import dead_codes, replace_dead_codes
@@ -103,6 +105,8 @@ __all__ = [
     "warmup_codebook",
     # the EMA codebook
     "EMAState",
+    "EMAVQ",
+    "EMALayerOutput",
     "ema_init",
     "ema_statistics",
     "ema_update",

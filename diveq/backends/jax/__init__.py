@@ -19,6 +19,7 @@ this module imports none of them).
 from __future__ import annotations
 
 from diveq._types import (
+    EMALayerOutput,
     EMAState,
     LayerDraws,
     LayerOutput,
@@ -50,6 +51,7 @@ from diveq.backends.jax._api import (
     sf_quantize,
     ste,
 )
+from diveq.backends.jax._ema_layer import EMAVQ
 from diveq.backends.jax._layers import DiVeQ, ProductDiVeQ, ResidualDiVeQ, SFDiVeQ
 from diveq.backends.jax._state import (
     CompositeState,
@@ -59,7 +61,9 @@ from diveq.backends.jax._state import (
 )
 
 __all__ = [
+    "EMALayerOutput",
     "EMAState",
+    "EMAVQ",
     "CompositeState",
     "DiVeQ",
     "LayerDraws",

@@ -17,6 +17,7 @@ input.
 from __future__ import annotations
 
 from diveq._types import (
+    EMALayerOutput,
     EMAState,
     LayerDraws,
     LayerOutput,
@@ -48,11 +49,14 @@ from diveq.backends.torch._api import (
     sf_quantize,
     ste,
 )
+from diveq.backends.torch._ema_layer import EMAVQ
 from diveq.backends.torch._layers import DiVeQ, SFDiVeQ
 from diveq.backends.torch._layers_composite import ProductDiVeQ, ResidualDiVeQ
 
 __all__ = [
+    "EMALayerOutput",
     "EMAState",
+    "EMAVQ",
     "DiVeQ",
     "LayerDraws",
     "LayerOutput",
