@@ -9,7 +9,7 @@ import pytest
 import diveq.core as core
 import diveq.reference as ref
 from diveq import EMAState
-from diveq.testing import check_ema
+from diveq.testing import check_ema, check_ema_layers
 
 
 def test_reference_update_by_hand():
@@ -121,3 +121,74 @@ def test_reference_checks_values():
         ref.ema_statistics(np.array([[np.nan]]), [0], 1)
     with pytest.raises(ValueError, match="`counts` must be >= 0"):
         ref.ema_update(ref.ema_init(np.ones((2, 1))), [-1.0, 0.0], np.ones((2, 1)))
+
+
+@pytest.mark.parametrize("name", ["torch", "jax-jit"])
+def test_layers_match_the_reference_layer(name):
+    pytest.importorskip(name.split("-")[0])
+    check_ema_layers(name)
+
+
+def test_the_layer_check_sees_a_planted_bug(monkeypatch):
+    import diveq.backends.torch._ema_layer as torch_layer
+    from diveq.testing import LayerMismatch
+
+    pytest.importorskip("torch")
+    real = torch_layer.ema_update
+    monkeypatch.setattr(
+        torch_layer, "ema_update", lambda s, n, m, *, decay, eps: real(s, n, m, decay=decay, eps=0)
+    )
+    with pytest.raises(LayerMismatch, match="state.codebook"):
+        check_ema_layers("torch")
+
+
+def _two_workers(rng):
+    z = rng.standard_normal((2, 6, 3))
+    z[1, 2, 0] = np.nan
+    layer = ref.EMAVQ(4, 3, decay=0.9)
+    state = layer.init(rng.standard_normal((4, 3)))
+    _, want = layer.apply(state, z.reshape(12, 3))  # one worker with every row
+    return z, state, want
+
+
+def test_torch_layer_reduces_the_statistics(monkeypatch):
+    """The all-reduce hook: two workers with the same rows see the doubled statistics, which
+    is the update of one worker with both workers' rows."""
+    torch = pytest.importorskip("torch")
+    import diveq.backends.torch._ema_layer as torch_layer
+    from diveq.backends.torch import EMAVQ
+
+    z, state, _ = _two_workers(np.random.default_rng(0))
+    both = np.concatenate([z[0], z[0]])
+    _, want = ref.EMAVQ(4, 3, decay=0.9).apply(state, both)
+    monkeypatch.setattr(torch_layer, "active_group", lambda group: "two workers")
+    monkeypatch.setattr(torch_layer, "all_reduce_sum", lambda t, group: t.mul_(2))
+    layer = EMAVQ(4, 3, decay=0.9, dtype=torch.float64)
+    layer.reset_parameters(torch.as_tensor(state.codebook))
+    out = layer(torch.as_tensor(z[0]))
+    for got, expected in zip(layer.state, want, strict=True):
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)
+    assert float(out.perplexity) == pytest.approx(float(ref.perplexity(out.indices.numpy(), 4)))
+    layer.eval()
+    before = [b.clone() for b in layer.state]
+    layer(torch.as_tensor(z[1]))
+    assert all(torch.equal(a, b) for a, b in zip(before, layer.state, strict=True))
+    assert not any(b.requires_grad for b in layer.buffers()) and not list(layer.parameters())
+
+
+def test_jax_layer_sums_over_axis_name():
+    """Under ``vmap`` with ``axis_name`` every device writes the update of all devices' rows."""
+    jax = pytest.importorskip("jax")
+    import diveq.backends.jax as dq
+
+    z, state, want = _two_workers(np.random.default_rng(1))
+    layer = dq.EMAVQ(4, 3, decay=0.9, axis_name="d", dtype=jax.numpy.float64)
+    jstate = dq.EMAState(*(jax.numpy.asarray(a) for a in state))
+    apply = jax.jit(jax.vmap(lambda s, z: layer.apply(s, z), in_axes=(None, 0), axis_name="d"))
+    _, new = apply(jstate, jax.numpy.asarray(z))
+    for got, expected in zip(new, want, strict=True):
+        np.testing.assert_allclose(np.asarray(got)[0], expected, rtol=1e-12)
+        np.testing.assert_array_equal(np.asarray(got)[0], np.asarray(got)[1])
+    plain = dq.EMAVQ(4, 3, decay=0.9, dtype=jax.numpy.float64)
+    _, same = plain.apply(jstate, jax.numpy.asarray(z[0]), train=False)
+    assert same is jstate

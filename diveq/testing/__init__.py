@@ -24,6 +24,7 @@ from diveq._ops import OPS, Op
 from diveq.testing._adapters import Adapter, adapter_for, available_adapters, known_adapters
 from diveq.testing._check import Report, check_backend
 from diveq.testing._check_ema import check_ema
+from diveq.testing._check_ema_layers import check_ema_layers
 from diveq.testing._check_layers import (
     LAYER_KINDS,
     LayerKind,
@@ -74,6 +75,7 @@ __all__ = [
     "check_commitment",
     "check_edge_values",
     "check_ema",
+    "check_ema_layers",
     "check_layer_kind",
     "check_layers",
     "check_empty",
