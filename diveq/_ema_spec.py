@@ -28,7 +28,7 @@ def check_ema_options(decay: Any, eps: Any) -> None:
     for name, value, high in (("decay", decay, 1.0), ("eps", eps, math.inf)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"`{name}` must be a real number; got {value!r}")
-        if not (0 <= value <= high and math.isfinite(value)):
+        if not (0 <= float(value) <= high and math.isfinite(value)):
             want = "in [0, 1]" if name == "decay" else "finite and >= 0"
             raise ValueError(f"`{name}` must be {want}; got {value!r}")
 

@@ -3,6 +3,8 @@ implementation against the reference, and the edge cases (unused codes, empty st
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -110,7 +112,7 @@ def test_ema_functions_match_reference(backend, dtype):
 )
 @pytest.mark.parametrize("impl", [ref, core], ids=["reference", "core"])
 def test_errors_name_the_argument(impl, call, error, text):
-    with pytest.raises(error, match=__import__("re").escape(text)):
+    with pytest.raises(error, match=re.escape(text)):
         call(impl)
 
 
@@ -138,7 +140,7 @@ def test_the_layer_check_sees_a_planted_bug(monkeypatch):
     monkeypatch.setattr(
         torch_layer, "ema_update", lambda s, n, m, *, decay, eps: real(s, n, m, decay=decay, eps=0)
     )
-    with pytest.raises(LayerMismatch, match="state.codebook"):
+    with pytest.raises(LayerMismatch, match=r"state\.codebook"):
         check_ema_layers("torch")
 
 

@@ -72,7 +72,7 @@ def check_ema(adapter: Adapter, dtype: str = "float64", *, max_examples: int | N
             assert_equal(adapter.to_numpy(got), want.astype(dtype), f"{name}.ema_init {field}")
         options = {"decay": case["decay"], "eps": case["eps"]}
         # the reference's own statistics (float64) go to both: the update alone is compared
-        args = (EMAState(*(adapter.asarray(a, dtype) for a in state)),)
+        args: tuple[Any, ...] = (EMAState(*(adapter.asarray(a, dtype) for a in state)),)
         args += (adapter.asarray(want_n, dtype), adapter.asarray(want_s, dtype))
         got = adapter.call(mod.ema_update, args, options)
         want = ref.ema_update(

@@ -11,6 +11,7 @@ and the state must agree with the reference (float64, ``rtol = 1e-10``; perplexi
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +24,7 @@ from diveq.testing._check_layers import LayerMismatch, _compare
 __all__ = ["check_ema_layers"]
 
 CALLS, K, DIM, SHAPE = 8, 6, 4, (2, 4, 5)  # z: (batch, D, length), features on axis 1
-OPTIONS = {"decay": 0.8, "eps": 1e-3, "beta": 0.3, "feature_axis": 1}
+OPTIONS: dict[str, Any] = {"decay": 0.8, "eps": 1e-3, "beta": 0.3, "feature_axis": 1}
 EVAL_AFTER, RESTORE_AFTER, ALL_MASKED = (2, 5), (4,), 6
 
 Call = Callable[[np.ndarray, Any, bool, np.ndarray], tuple[dict[str, Any], np.ndarray]]
@@ -90,7 +91,7 @@ def _jax(codebook: np.ndarray, jit: bool) -> tuple[Call, Callable[[], Any]]:
         (dz,) = pull((cot, jax.numpy.ones((), cot.dtype)))
         return out, new, dz
 
-    compiled = {t: jax.jit(lambda *a, t=t: run(*a, t)) for t in (True, False)}
+    compiled = {t: jax.jit(functools.partial(run, train=t)) for t in (True, False)}
 
     def call(z, mask, train, cot):
         args = (box[0], jax.numpy.asarray(z), None if mask is None else jax.numpy.asarray(mask))
