@@ -111,11 +111,8 @@ class Layer(nn.Module):
         if self.vertices and not self.training:
             out = dq.quantize(torch.movedim(z, 1, -1), self.layer.codebook)
             return torch.movedim(out.values, -1, 1), out.indices, z.new_zeros(())
-        if isinstance(self.layer, dq.EMAVQ):
-            ema = self.layer(z)
-            return ema.values, ema.indices, ema.loss
         out = self.layer(z, generator=generator)
-        return out.values, out.indices, z.new_zeros(())
+        return out.values, out.indices, getattr(out, "loss", z.new_zeros(()))
 
 
 def make_quantizer(

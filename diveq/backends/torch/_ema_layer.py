@@ -138,7 +138,13 @@ class EMAVQ(nn.Module):
         """The buffers as an :class:`~diveq.EMAState` (views, not copies)."""
         return EMAState(self.codebook, self.cluster_size, self.embed_sum)
 
-    def forward(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> EMALayerOutput:
+    def forward(
+        self,
+        z: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> EMALayerOutput:
         """Quantise ``z``; in train mode also move the codebook.
 
         Parameters
@@ -147,12 +153,16 @@ class EMAVQ(nn.Module):
             Latents with the features on ``feature_axis`` (size ``dim``), real floating.
         mask : torch.Tensor of bool, optional
             Shape of ``z`` without the feature axis; ``False`` rows are left out.
+        generator : torch.Generator, optional
+            Unused (the layer draws nothing); accepted so that it drops in where the other
+            layers are called.
 
         Returns
         -------
         EMALayerOutput
             ``(values, indices, perplexity, loss)``.
         """
+        del generator
         spec = self.spec
         rows, valid, lead = rows_.to_rows(spec.rows, xp, z, mask)
         call = ema_call(
