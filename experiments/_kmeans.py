@@ -19,11 +19,18 @@ __all__ = ["KMeansSF", "kmeans", "tour"]
 def kmeans(
     rows: torch.Tensor, k: int, generator: torch.Generator | None, iters: int = 25
 ) -> torch.Tensor:
-    """``k`` centroids of ``rows`` ``(N, D)`` (N >= k) by Lloyd's algorithm from ``k``
-    distinct random rows; a cluster that empties keeps its previous centroid."""
+    """``k`` centroids of ``rows`` ``(N, D)`` (N >= k) by Lloyd's algorithm from a k-means++
+    start; a cluster that empties keeps its previous centroid."""
     if rows.shape[0] < k:
         raise ValueError(f"k-means needs at least k = {k} rows; got {rows.shape[0]}")
-    centroids = rows[torch.randperm(rows.shape[0], generator=generator)[:k]].clone()
+    first = torch.randint(rows.shape[0], (1,), generator=generator)
+    centroids = rows[first]
+    closest = (rows - centroids).square().sum(dim=1)
+    for _ in range(k - 1):  # k-means++: the next start with probability ~ squared distance
+        weights = closest if float(closest.sum()) > 0 else torch.ones_like(closest)
+        pick = torch.multinomial(weights, 1, generator=generator)
+        centroids = torch.cat([centroids, rows[pick]])
+        closest = torch.minimum(closest, (rows - rows[pick]).square().sum(dim=1))
     for _ in range(iters):
         assign = dq.nearest(rows, centroids)
         sums = torch.zeros_like(centroids).index_add_(0, assign, rows)

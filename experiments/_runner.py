@@ -46,7 +46,9 @@ def run_one(cfg: RunConfig, threads: int = 1) -> dict[str, Any]:
     data = load_data(cfg.dataset, cfg.quick)
     test = data.test_float()  # type: ignore[attr-defined]
     method = METHODS[cfg.method]
-    assert method.build is not None, f"{cfg.method} is not implemented"
+    builder = method.build
+    if builder is None:
+        raise ValueError(f"{cfg.method} is not implemented yet (experiments/_methods.py)")
     demo = _demo_config(cfg)
     spec = QuantizerSpec(
         num_codes=cfg.num_codes,
@@ -60,21 +62,21 @@ def run_one(cfg: RunConfig, threads: int = 1) -> dict[str, Any]:
     probes: list[Probe] = []
 
     def build() -> torch.nn.Module:
-        model = make_model(cfg.dataset, method.build(spec))
+        model = make_model(cfg.dataset, builder(spec))
         probes.append(Probe(model, cfg.diag_every, test))
         return model
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     run = train(
         cfg.method,
         demo,
-        data,  # type: ignore[arg-type]
+        data,
         cfg.seed,
         progress=False,
         build=build,
         on_eval=lambda step, model: probes[0].on_eval(step, model),
     )
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     final = evaluate(run.model, test, ssim=True)
     vertex = None
     if method.space_filling:
@@ -88,6 +90,7 @@ def run_one(cfg: RunConfig, threads: int = 1) -> dict[str, Any]:
         **dataclasses.asdict(cfg),
         "bits": cfg.bits,
         "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu, 2),
         **_metrics("", final),
         **_metrics("vertex_", vertex),
         "curves": {"step": run.steps, "psnr": run.psnr_curve, "usage": run.usage_curve},

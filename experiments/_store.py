@@ -22,6 +22,7 @@ CONFIG = [f.name for f in dataclasses.fields(RunConfig)]
 METRICS = [
     "bits",
     "seconds",
+    "cpu_seconds",
     "psnr",
     "ssim",
     "usage",

@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the demo: sleep in OpenMP barriers
 
 from experiments._config import RunConfig
@@ -42,6 +44,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=1, help="runs at a time, one process each")
     p.add_argument("--threads", type=int, help="torch threads per run (default: 2 // jobs)")
     p.add_argument("--limit", type=int, help="train at most this many runs, then stop")
+    for name, what in (
+        ("datasets", "data sets"),
+        ("methods", "methods"),
+        ("seeds", "seeds"),
+        ("steps", "budgets (steps)"),
+        ("codes", "codebook sizes"),
+    ):
+        p.add_argument(f"--{name}", help=f"only these {what} of the plan (comma-separated)")
     p.add_argument("--dry-run", action="store_true", help="list what would train; train nothing")
     return p.parse_args(argv)
 
@@ -56,21 +66,32 @@ def _work(item: tuple[RunConfig, int]) -> dict[str, Any] | str:
         return f"{cfg.method} seed {cfg.seed} ({cfg.key}) failed: {exc!r}"
 
 
+def _selected(cfg: RunConfig, args: argparse.Namespace) -> bool:
+    """Whether ``cfg`` passes the ``--datasets/--methods/--seeds/--steps/--codes`` filters."""
+    for option, value in (
+        (args.datasets, cfg.dataset),
+        (args.methods, cfg.method),
+        (args.seeds, str(cfg.seed)),
+        (args.steps, str(cfg.steps)),
+        (args.codes, str(cfg.num_codes)),
+    ):
+        if option and value not in {v.strip() for v in option.split(",")}:
+            return False
+    return True
+
+
 def _estimate(path: Path, todo: list[RunConfig]) -> str:
-    """Seconds still to train, from the measured seconds per step of rows like these."""
+    """CPU time still to spend, from the measured CPU seconds per step of finished rows of
+    the same data set and method (median)."""
     rates: dict[tuple[str, str], list[float]] = {}
     for row in read(path):
-        rates.setdefault((row["dataset"], row["method"]), []).append(
-            float(row["seconds"]) / int(row["steps"])
-        )
+        rate = float(row["cpu_seconds"]) / int(row["steps"])
+        rates.setdefault((row["dataset"], row["method"]), []).append(rate)
     known = [c for c in todo if (c.dataset, c.method) in rates]
-    total = sum(
-        c.steps * sorted(rates[(c.dataset, c.method)])[len(rates[(c.dataset, c.method)]) // 2]
-        for c in known
-    )
+    total = sum(c.steps * float(np.median(rates[(c.dataset, c.method)])) for c in known)
     return (
-        f"estimated {total / 3600:.1f} h for the {len(known)} runs whose method and data set "
-        f"have measured rows (one at a time); {len(todo) - len(known)} runs without an estimate"
+        f"about {total / 3600:.1f} CPU-hours for the {len(known)} runs whose data set and "
+        f"method have finished rows; {len(todo) - len(known)} runs without an estimate"
     )
 
 
@@ -82,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown parts {unknown}; choose from {list(PARTS)}")
     path = args.results or (QUICK_RESULTS if args.quick else RESULTS)
     runs, missing = plan(parts, quick=args.quick)
+    runs = [c for c in runs if _selected(c, args)]
     done = done_keys(path)
     todo = [c for c in runs if c.key not in done]
     if args.limit is not None:
