@@ -83,6 +83,6 @@ def run_config(
         codebook_init=codebook_init,
         sf_init=sf_init if sf else "-",
         warmup_share=0.0 if not sf or sf_init == "random" else float(warmup_share),
-        batch=16 if quick else 48,
+        batch=8 if quick else 48,
         quick=quick,
     )

@@ -11,7 +11,7 @@
 - ``sf_init``: SF-DiVeQ with the k-means init, with random init and no warm-up, and with
   warm-ups of 5 % and 30 % of the steps (``main`` has 15 %), 5 seeds.
 
-``quick`` keeps the structure with one seed, 20 steps, small data and a subset of the grid.
+``quick`` keeps the structure with one seed, 12 steps, small data and a subset of the grid.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ __all__ = ["NOISES", "PARTS", "plan", "main_variants"]
 
 NOISES = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 BUDGET, LONG = 1500, 6000
+QUICK = 12  # steps of a --quick run
 SEEDS = tuple(range(5))
 PARTS = ("main", "signals", "noise", "init", "sf_init")
 
@@ -40,8 +41,8 @@ def main_variants() -> Iterator[tuple[str, float]]:
 
 def _part(name: str, quick: bool) -> Iterator[RunConfig]:
     seeds = (0,) if quick else SEEDS
-    steps = (20,) if quick else (BUDGET,)
-    both = (20, 40) if quick else (BUDGET, LONG)
+    steps = (QUICK,) if quick else (BUDGET,)
+    both = (QUICK, 2 * QUICK) if quick else (BUDGET, LONG)
     k = 16 if quick else 256
     if name == "main":
         grid = [(k, s) for s in both] + ([] if quick else [(16, BUDGET)])
@@ -52,8 +53,8 @@ def _part(name: str, quick: bool) -> Iterator[RunConfig]:
                 continue  # the quick plan's longer budget: two methods
             yield run_config("photos", method, seed, n, codes, noise_std=noise, quick=quick)
     elif name == "signals":
-        grid = [(16, 20)] if quick else [(c, n) for c in (256, 16) for n in both]
-        variants = list(main_variants())[:4] if quick else list(main_variants())
+        grid = [(16, QUICK)] if quick else [(c, n) for c in (256, 16) for n in both]
+        variants = [("ste", 0.0), ("diveq", 1e-3)] if quick else list(main_variants())
         for (codes, n), (method, noise), seed in (
             (g, v, s) for g in grid for v in variants for s in seeds
         ):
@@ -67,7 +68,7 @@ def _part(name: str, quick: bool) -> Iterator[RunConfig]:
                         "photos", method, seed, steps[0], k, noise_std=noise, quick=quick
                     )
     elif name == "init":
-        names = ("ste", "diveq") if quick else tuple(METHODS)
+        names = ("diveq",) if quick else tuple(METHODS)
         for method in names:
             for seed in seeds:
                 yield run_config(
@@ -75,6 +76,8 @@ def _part(name: str, quick: bool) -> Iterator[RunConfig]:
                 )
     elif name == "sf_init":
         variants = [("kmeans", 0.15), ("random", 0.15), ("average", 0.05), ("average", 0.3)]
+        if quick:
+            variants = variants[:3]
         for (init, share), seed in ((v, s) for v in variants for s in seeds):
             yield run_config(
                 "photos",

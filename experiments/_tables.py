@@ -101,14 +101,15 @@ def reference_cell(rows: Rows) -> Rows:
 
 
 def status(rows: Rows, quick: bool = False) -> Table:
-    """Per part: runs planned, runs with a result row."""
+    """Per part: runs planned, runs with a result row, methods left out (not implemented)."""
     keys = {r["key"] for r in rows}
-    table = [["part", "runs planned", "runs with results", "state"]]
+    table = [["part", "runs planned", "runs with results", "state", "left out"]]
     for part in PARTS:
-        runs, _ = plan((part,), quick=quick)
+        runs, missing = plan((part,), quick=quick)
         done = sum(c.key in keys for c in runs)
         state = "complete" if done == len(runs) else ("not run" if done == 0 else "partial")
-        table.append([part, str(len(runs)), str(done), state])
+        left = ", ".join(METHODS[m].label for m in missing) or "-"
+        table.append([part, str(len(runs)), str(done), state, left])
     return table
 
 
@@ -125,8 +126,10 @@ def main_table(rows: Rows) -> Table:
                 prefix = "vertex_" if vertex else ""
                 diff = paired(seeds_of(runs, prefix + "psnr"), seeds_of(ref, "psnr"))
                 is_ref = method == "diveq" and noise == 1e-3
-                table.append([data, str(k), str(steps), label(runs[0], vertex), str(runs[0]["bits"])
-                              + ("" if vertex or not METHODS[method].space_filling else "*"),
+                # the polyline decode adds a position on the segment: more than these bits
+                more = METHODS[method].space_filling and not vertex
+                bits = f"> {runs[0]['bits']}" if more else str(runs[0]["bits"])
+                table.append([data, str(k), str(steps), label(runs[0], vertex), bits,
                               str(len(runs)), *_cells(runs, prefix, digits),
                               "(reference)" if is_ref else diff.cell(2)])  # fmt: skip
     return table
@@ -134,8 +137,8 @@ def main_table(rows: Rows) -> Table:
 
 def noise_table(rows: Rows) -> Table:
     """DiVeQ and SF-DiVeQ over ``noise_std`` against the measured ``||c_k - z||``."""
-    table = [["method", "noise_std", "n", "PSNR dB", "usage %", "median ||c_k - z|| (end)",
-              "noise_std / ||c_k - z||"]]  # fmt: skip
+    table = [["method", "noise_std", "n", "PSNR dB", "usage %", "median ‖c_k - z‖ (end)",
+              "noise_std / ‖c_k - z‖"]]  # fmt: skip
     sel = [r for r in defaults(reference_cell(rows), noise=False) if r["method"] in NOISY]
     for (method, noise), runs in sorted(groups(sel, ("method", "noise_std")).items()):
         dist = float(np.median([r["diag"]["dist"][-1] for r in runs if r["diag"].get("dist")]))
@@ -198,8 +201,8 @@ def _init_rows(run: dict[str, Any]) -> int:
 
 def diagnostics_table(rows: Rows) -> Table:
     """Mechanisms, photos at K = 256 and the demo budget, second half of training."""
-    table = [["method", "n", "cos(grad, STE grad)", "|grad| / |STE grad|", "codewords replaced",
-              "code spread / latent spread (end)", "||c_k - z|| (end)"]]  # fmt: skip
+    table = [["method", "n", "cos(grad, STE grad)", "‖grad‖ / ‖STE grad‖", "codewords replaced",
+              "code spread / latent spread (end)", "‖c_k - z‖ (end)"]]  # fmt: skip
     sel = defaults(reference_cell(rows))
     for _, runs in groups(sel, ("method", "noise_std")).items():
         ratio = [_late(r, "grad_norm") / _late(r, "ste_norm") for r in runs]

@@ -34,6 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _write(table: list[list[str]], path: Path) -> None:
+    if len(table) == 1:  # a table without rows says so (and stays a valid csv-table)
+        table = [*table, ["no results yet"] + ["-"] * (len(table[0]) - 1)]
     with path.open("w", newline="") as f:
         csv.writer(f).writerows(table)
 

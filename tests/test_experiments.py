@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,36 +24,35 @@ TABLES = ("status", "main", "noise", "init", "sf_init", "diagnostics")
 FIGURES = ("psnr_vs_budget", "usage_over_training", "noise_scale", "init_comparison", "diagnostics")
 
 
-def _python(*args: str, cwd: Path) -> str:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    proc = subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env
-    )
-    assert proc.returncode == 0, f"{args} failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
-    return proc.stdout
-
-
 def _table(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as f:
         return list(csv.DictReader(f))
 
 
-def test_quick_study_runs_resumes_and_analyses(tmp_path):
+@pytest.fixture
+def torch_threads():
+    """The runner sets torch's thread count for its runs: restore it for the other tests."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_quick_study_runs_resumes_and_analyses(tmp_path, capsys, torch_threads):
+    from experiments import analyze, run
     from experiments._plan import plan
 
     results = tmp_path / "runs.csv"
-    stdout = _python("-m", "experiments.run", "--quick", "--results", str(results), cwd=tmp_path)
+    assert run.main(["--quick", "--threads", "1", "--results", str(results)]) == 0
     planned, _ = plan(quick=True)
-    assert f"{len(planned)} runs trained" in stdout, stdout
-    again = _python("-m", "experiments.run", "--quick", "--results", str(results), cwd=tmp_path)
+    assert f"{len(planned)} runs trained" in capsys.readouterr().out
+    assert run.main(["--quick", "--threads", "1", "--results", str(results)]) == 0
+    again = capsys.readouterr().out
     assert f"{len(planned)} have rows" in again and "0 to train" in again, again
 
     out = tmp_path / "evidence"
-    _python("-m", "experiments.analyze", "--quick", "--results", str(results), "--out", str(out),
-            cwd=tmp_path)  # fmt: skip
+    analyze.main(["--quick", "--results", str(results), "--out", str(out)])
     for name in FIGURES:
         assert (out / f"{name}.png").stat().st_size > 0
     tables = {name: _table(out / f"{name}.csv") for name in TABLES}
@@ -63,13 +60,14 @@ def test_quick_study_runs_resumes_and_analyses(tmp_path):
     for name in TABLES[1:]:
         assert tables[name], f"{name} table is empty"
     methods = {r["method"] for r in tables["main"]}
-    assert {
+    expected = {
         "STE",
         "DiVeQ",
         "DiVeQ det.",
         "SF-DiVeQ (codewords)",
         "residual SF-DiVeQ (polyline)",
-    } <= methods
+    }
+    assert expected <= methods, methods
     for row in tables["main"]:
         assert math.isfinite(float(row["PSNR dB"].split()[0])), row
         assert 0 <= float(row["usage %"].split()[0]) <= 100, row
