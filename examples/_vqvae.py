@@ -14,7 +14,7 @@ from torch import nn
 import diveq.backends.torch as dq
 import diveq.core
 
-__all__ = ["INITS", "METHODS", "VQVAE", "Baseline", "Layer", "make_quantizer"]
+__all__ = ["INITS", "METHODS", "VQVAE", "Autoencoder", "Baseline", "Layer", "make_quantizer"]
 
 INITS = ("symmetric", "positive")
 
@@ -105,7 +105,8 @@ class Baseline(nn.Module):
 
 class Layer(nn.Module):
     """A layer of :mod:`diveq.backends.torch` (``DiVeQ``, ``SFDiVeQ``, ``ProductDiVeQ``,
-    ``ResidualDiVeQ``) behind the common interface.
+    ``ResidualDiVeQ``, ...) behind the common interface; an output field ``loss`` (if any)
+    is the auxiliary loss.
 
     ``vertices=True`` decodes an SF model at its codewords (nearest codeword per codebook,
     exactly ``log2 K`` bits per latent and codebook) instead of the layer's own inference
@@ -136,7 +137,8 @@ class Layer(nn.Module):
             out = hard(torch.movedim(z, 1, -1), self.codebook if books is None else books)
             return torch.movedim(out.values, -1, 1), out.indices, z.new_zeros(())
         out = self.layer(z, generator=generator)
-        return out.values, out.indices, z.new_zeros(())
+        loss = getattr(out, "loss", None)  # layers whose output carries their auxiliary loss
+        return out.values, out.indices, z.new_zeros(()) if loss is None else loss
 
 
 _VERTEX_DECODE = {dq.ProductDiVeQ: dq.product_quantize, dq.ResidualDiVeQ: dq.residual_quantize}
@@ -193,28 +195,39 @@ def _up(c_in: int, c_out: int) -> nn.Module:
     return nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)
 
 
-class VQVAE(nn.Module):
+class Autoencoder(nn.Module):
+    """``encoder`` -> ``quantizer`` -> ``decoder``; subclasses build the two networks."""
+
+    encoder: nn.Module
+    decoder: nn.Module
+
+    def __init__(self, quantizer: nn.Module) -> None:
+        super().__init__()
+        self.quantizer = quantizer
+
+    def forward(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Reconstruction, code indices (e.g. ``(B, 4, 4)``) and the quantizer's auxiliary
+        loss."""
+        values, indices, aux = self.quantizer(self.encoder(x), generator)
+        return self.decoder(values), indices, aux
+
+
+class VQVAE(Autoencoder):
     """32x32x3 -> three stride-2 convolutions -> 4x4 latents of ``dim`` -> quantizer -> back.
 
     ``hidden`` channels at 8x8 and 4x4, half as many at 16x16 (where most of the cost is).
     """
 
     def __init__(self, quantizer: nn.Module, dim: int, hidden: int = 64) -> None:
-        super().__init__()
+        super().__init__(quantizer)
         h, o = hidden, hidden // 2
         self.encoder = nn.Sequential(
             _down(3, o), nn.ReLU(), _down(o, h), nn.ReLU(), _down(h, h), nn.ReLU(),
             nn.Conv2d(h, h, 3, padding=1), nn.ReLU(), nn.Conv2d(h, dim, 1),
         )  # fmt: skip
-        self.quantizer = quantizer
         self.decoder = nn.Sequential(
             nn.Conv2d(dim, h, 3, padding=1), nn.ReLU(), nn.Conv2d(h, h, 3, padding=1), nn.ReLU(),
             _up(h, h), nn.ReLU(), _up(h, o), nn.ReLU(), _up(o, 3),
         )  # fmt: skip
-
-    def forward(
-        self, x: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Reconstruction, code indices ``(B, 4, 4)`` and the quantizer's auxiliary loss."""
-        values, indices, aux = self.quantizer(self.encoder(x), generator)
-        return self.decoder(values), indices, aux

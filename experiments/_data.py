@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from experiments._examples import VQVAE, load_patches
+from experiments._examples import VQVAE, Autoencoder, load_patches
 
 __all__ = ["DATASETS", "Dataset", "SignalData", "load_data", "make_model", "make_signals"]
 
@@ -87,28 +87,21 @@ def load_data(name: str, quick: bool = False) -> object:
     raise ValueError(f"unknown data set {name!r}; choose from {sorted(DATASETS)}")
 
 
-class MLPCodec(nn.Module):
+class MLPCodec(Autoencoder):
     """Window ``(B, 1, L)`` -> MLP -> ``latents`` latents of ``dim`` ``(B, dim, latents)`` ->
     quantizer -> MLP -> window. The same interface as the demo's :class:`VQVAE`."""
 
     def __init__(self, quantizer: nn.Module, spec: Dataset, length: int = SIGNAL_LENGTH) -> None:
-        super().__init__()
+        super().__init__(quantizer)
         h, n, d = spec.hidden, spec.latents, spec.dim
         self.encoder = nn.Sequential(
             nn.Flatten(), nn.Linear(length, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
             nn.Linear(h, n * d), nn.Unflatten(1, (d, n)),
         )  # fmt: skip
-        self.quantizer = quantizer
         self.decoder = nn.Sequential(
             nn.Flatten(), nn.Linear(n * d, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
             nn.Linear(h, length), nn.Unflatten(1, (1, length)),
         )  # fmt: skip
-
-    def forward(
-        self, x: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        values, indices, aux = self.quantizer(self.encoder(x), generator)
-        return self.decoder(values), indices, aux
 
 
 def make_model(name: str, quantizer: nn.Module) -> nn.Module:

@@ -15,11 +15,12 @@ if str(EXAMPLES) not in sys.path:
 
 from _patches import load_patches, to_image  # noqa: E402
 from _train import Config, Metrics, Run, evaluate, train  # noqa: E402
-from _vqvae import INITS, VQVAE, Baseline, Layer  # noqa: E402
+from _vqvae import INITS, VQVAE, Autoencoder, Baseline, Layer  # noqa: E402
 
 __all__ = [
     "INITS",
     "VQVAE",
+    "Autoencoder",
     "Baseline",
     "Config",
     "Layer",

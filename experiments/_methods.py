@@ -35,6 +35,7 @@ class QuantizerSpec:
     skip_iters: int
     avg_iters: int
     sf_init: str  # "average" (the layer's own), "kmeans" or "random" (no warm-up)
+    steps: int  # training steps (for schedules)
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ class Method:
 
     ``build`` is ``None`` while the method is not implemented yet (the plan skips it and says
     so); ``noise``: it takes ``noise_std``; ``space_filling``: an SF polyline (warm-up,
-    ``sf_init``); ``books``: codebooks at equal bits.
+    ``sf_init``); ``books``: codebooks at equal bits; ``moving``: the codebook moves inside
+    the forward pass every step (EMA), so rewritten rows are no replacement count.
     """
 
     label: str
@@ -51,6 +53,7 @@ class Method:
     noise: bool = False
     space_filling: bool = False
     books: int = 1
+    moving: bool = False
 
 
 def _baseline(name: str) -> Callable[[QuantizerSpec], nn.Module]:
@@ -118,32 +121,21 @@ def _composite(kind: type[nn.Module], space_filling: bool) -> Callable[[Quantize
     return build
 
 
+def _composite_method(label: str, kind: type[nn.Module], space_filling: bool) -> Method:
+    build = _composite(kind, space_filling)
+    return Method(label, build, noise=True, space_filling=space_filling, books=COMPOSITE_BOOKS)
+
+
 METHODS: dict[str, Method] = {
     "ste": Method("STE", _baseline("ste")),
     "rotation": Method("rotation trick", _baseline("rotation")),
     "nsvq": Method("NSVQ", _baseline("nsvq")),
     "diveq": Method("DiVeQ", _diveq, noise=True),
     "sf_diveq": Method("SF-DiVeQ", _sf_diveq, noise=True, space_filling=True),
-    "product_diveq": Method(
-        "product DiVeQ", _composite(dq.ProductDiVeQ, False), noise=True, books=2
-    ),
-    "residual_diveq": Method(
-        "residual DiVeQ", _composite(dq.ResidualDiVeQ, False), noise=True, books=2
-    ),
-    "product_sf_diveq": Method(
-        "product SF-DiVeQ",
-        _composite(dq.ProductDiVeQ, True),
-        noise=True,
-        space_filling=True,
-        books=2,
-    ),
-    "residual_sf_diveq": Method(
-        "residual SF-DiVeQ",
-        _composite(dq.ResidualDiVeQ, True),
-        noise=True,
-        space_filling=True,
-        books=2,
-    ),
+    "product_diveq": _composite_method("product DiVeQ", dq.ProductDiVeQ, False),
+    "residual_diveq": _composite_method("residual DiVeQ", dq.ResidualDiVeQ, False),
+    "product_sf_diveq": _composite_method("product SF-DiVeQ", dq.ProductDiVeQ, True),
+    "residual_sf_diveq": _composite_method("residual SF-DiVeQ", dq.ResidualDiVeQ, True),
     # TODO(coordinator): the EMA codebook (branch `ema`) and Gumbel-softmax (branch `gumbel`)
     # quantisers: replace `None` by a builder once their torch layers are merged. Until then
     # the plan lists them as missing and trains nothing for them.

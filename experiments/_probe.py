@@ -11,7 +11,8 @@ Every ``every`` train-mode calls of the quantizer, on that batch:
 - ``code_spread`` and ``latent_spread``: RMS distance to the mean of the (first) codebook's
   rows and of the latents (the first block, for product codebooks);
 - ``replaced``: codeword rows rewritten inside the quantizer's forward since the last record
-  (dead-code replacements; for SF, the warm-up init).
+  (dead-code replacements; for SF, the warm-up init); NaN for quantizers whose codebook moves
+  in every forward pass (EMA).
 
 At every evaluation, for SF methods: the test-set usage, perplexity and PSNR when decoding at
 the nearest codewords (``vertex_*``), the measure the official code reports.
@@ -38,8 +39,11 @@ class Probe:
     :attr:`log` (per diagnostic step) and, from :meth:`on_eval` on the ``test`` set,
     :attr:`evals` (per evaluation)."""
 
-    def __init__(self, model: Any, every: int, test: torch.Tensor) -> None:
+    def __init__(
+        self, model: Any, every: int, test: torch.Tensor, *, rewrites: bool = True
+    ) -> None:
         self.model, self.every, self.test = model, every, test
+        self.rewrites = rewrites
         self.calls = 0
         self.log: dict[str, list[float]] = {
             k: []
@@ -104,7 +108,7 @@ class Probe:
         log["dist"].append(float((near - rows).norm(dim=1).mean()))
         log["code_spread"].append(_spread(books[0]))
         log["latent_spread"].append(_spread(rows[:, : books.shape[-1]]))
-        log["replaced"].append(self._replaced)
+        log["replaced"].append(self._replaced if self.rewrites else float("nan"))
         log["ste_norm"].append(float(g_ste.norm()))
         self._replaced = 0
         if z.requires_grad:

@@ -58,12 +58,13 @@ def run_one(cfg: RunConfig, threads: int = 1) -> dict[str, Any]:
         skip_iters=demo.skip_iters,
         avg_iters=demo.avg_iters,
         sf_init=cfg.sf_init,
+        steps=cfg.steps,
     )
     probes: list[Probe] = []
 
     def build() -> torch.nn.Module:
         model = make_model(cfg.dataset, builder(spec))
-        probes.append(Probe(model, cfg.diag_every, test))
+        probes.append(Probe(model, cfg.diag_every, test, rewrites=not method.moving))
         return model
 
     start, cpu = time.perf_counter(), time.process_time()

@@ -13,6 +13,7 @@ import numpy as np
 from experiments._methods import METHODS
 from experiments._plan import PARTS, plan
 from experiments._stats import paired, summary
+from experiments._store import METRICS
 
 __all__ = ["NOISY", "Rows", "TABLES", "defaults", "groups", "label", "reference_cell", "seeds_of"]
 
@@ -22,16 +23,7 @@ Rows = list[dict[str, Any]]
 Table = list[list[str]]
 
 NUMERIC = ("seed", "steps", "num_codes", "bits")
-FLOATS = (
-    "noise_std",
-    "warmup_share",
-    "seconds",
-    "cpu_seconds",
-    "psnr",
-    "ssim",
-    "usage",
-    "perplexity",
-)
+FLOATS = ("noise_std", "warmup_share", "lr", *(m for m in METRICS if m != "bits"))
 
 
 def typed(rows: Iterable[dict[str, Any]]) -> Rows:
@@ -41,7 +33,7 @@ def typed(rows: Iterable[dict[str, Any]]) -> Rows:
         r = dict(row)
         for k in NUMERIC:
             r[k] = int(r[k])
-        for k in (*FLOATS, *(f"vertex_{m}" for m in ("psnr", "ssim", "usage", "perplexity"))):
+        for k in FLOATS:
             r[k] = float(r[k])
         r["quick"] = str(r["quick"]) == "True"
         out.append(r)
