@@ -137,9 +137,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"PSNR {float(result['psnr']):.2f} dB, {float(result['seconds']):.0f} s",
                 flush=True,
             )
-    finally:
+    except BaseException:  # Ctrl-C or a store error: stop the workers now
         if pool is not None:
             pool.terminate()
+        raise
+    if pool is not None:
+        pool.close()
+        pool.join()
     print(
         f"{len(items) - failed} runs trained in {time.perf_counter() - start:.0f} s; "
         f"{failed} failed"
