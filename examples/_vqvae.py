@@ -24,6 +24,7 @@ METHODS = {
     "nsvq": "NSVQ",
     "diveq": "DiVeQ",
     "sf_diveq": "SF-DiVeQ",
+    "ema": "EMA codebook",  # STE values, EMA codebook, commitment beta 0.25 (no replacement)
 }
 
 
@@ -105,8 +106,8 @@ class Baseline(nn.Module):
 
 class Layer(nn.Module):
     """A layer of :mod:`diveq.backends.torch` (``DiVeQ``, ``SFDiVeQ``, ``ProductDiVeQ``,
-    ``ResidualDiVeQ``, ...) behind the common interface; an output field ``loss`` (if any)
-    is the auxiliary loss.
+    ``ResidualDiVeQ``, ``EMAVQ``, ...) behind the common interface; an output field ``loss``
+    (if any) is the auxiliary loss (``EMAVQ``'s commitment term).
 
     ``vertices=True`` decodes an SF model at its codewords (nearest codeword per codebook,
     exactly ``log2 K`` bits per latent and codebook) instead of the layer's own inference
@@ -179,6 +180,10 @@ def make_quantizer(
                 feature_axis=1,
                 codebook_init=codebook_init,
             )
+        )
+    if method == "ema":
+        return Layer(
+            dq.EMAVQ(num_codes, dim, beta=0.25, feature_axis=1, codebook_init=codebook_init)
         )
     if method in ("ste", "rotation", "nsvq"):
         return Baseline(

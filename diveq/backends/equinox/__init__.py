@@ -30,6 +30,7 @@ with the same message), so a forgotten write-back is never silent. ``inference=T
 
 from __future__ import annotations
 
+from diveq.backends.equinox._ema import EMAVQ
 from diveq.backends.equinox._layers import (
     DiVeQ,
     ProductDiVeQ,
@@ -38,4 +39,4 @@ from diveq.backends.equinox._layers import (
     write_back,
 )
 
-__all__ = ["DiVeQ", "ProductDiVeQ", "ResidualDiVeQ", "SFDiVeQ", "write_back"]
+__all__ = ["EMAVQ", "DiVeQ", "ProductDiVeQ", "ResidualDiVeQ", "SFDiVeQ", "write_back"]

@@ -42,11 +42,11 @@ from flax import traverse_util
 from flax.core import FrozenDict
 
 import diveq.backends.jax as dq
-from diveq._types import Quantized, SFQuantized
+from diveq._types import EMALayerOutput, EMAState, Quantized, SFQuantized
 from diveq.backends.jax._layer import AnyState, Layer, Output
 from diveq.backends.jax._rewrites import check_written_back, fold_rows
 
-__all__ = ["COLLECTION", "DiVeQ", "ProductDiVeQ", "ResidualDiVeQ", "SFDiVeQ", "write_back"]
+__all__ = ["COLLECTION", "EMAVQ", "DiVeQ", "ProductDiVeQ", "ResidualDiVeQ", "SFDiVeQ", "write_back"]
 
 #: The variable collection holding every diveq module's counters, warm-up rows and rewrites.
 COLLECTION = "diveq"
@@ -373,3 +373,89 @@ class ResidualDiVeQ(_Quantizer):
     dtype: Any = jnp.float32
     deterministic: bool = False
     rng_collection: str = "diveq"
+
+
+class EMAVQ(nn.Module):
+    """:class:`diveq.backends.jax.EMAVQ` (an EMA codebook) as a Linen module.
+
+    The codebook, cluster sizes and embedding sums live in the ``"diveq"`` collection, not in
+    ``params`` (nothing to optimise, no ``write_back``); a train-mode apply needs
+    ``mutable=["diveq"]``. ``model.init`` leaves the state fresh. Add ``output.loss`` (the
+    commitment term) to the training loss.
+
+    Parameters
+    ----------
+    num_codes : int
+        ``K``, number of codewords.
+    dim : int
+        ``D``, feature size.
+    decay, eps, beta, feature_axis, codebook_init, axis_name, dtype
+        As for :class:`diveq.backends.jax.EMAVQ`.
+    deterministic : bool, default False
+        No state change.
+    """
+
+    num_codes: int
+    dim: int
+    decay: float = 0.99
+    eps: float = 1e-5
+    beta: float = 0.25
+    feature_axis: int = -1
+    codebook_init: str = "symmetric"
+    axis_name: Hashable | None = None
+    dtype: Any = jnp.float32
+    deterministic: bool = False
+
+    @property
+    def layer(self) -> dq.EMAVQ:
+        """The JAX layer these fields configure."""
+        return dq.EMAVQ(
+            self.num_codes,
+            self.dim,
+            decay=self.decay,
+            eps=self.eps,
+            beta=self.beta,
+            feature_axis=self.feature_axis,
+            codebook_init=self.codebook_init,
+            axis_name=self.axis_name,
+            dtype=self.dtype,
+        )
+
+    @nn.compact
+    def __call__(
+        self, z: jax.Array, *, mask: jax.Array | None = None, deterministic: bool | None = None
+    ) -> EMALayerOutput:
+        """Quantise ``z``; in training also the EMA step in the ``diveq`` collection.
+
+        Parameters
+        ----------
+        z : jax.Array
+            Latents with ``dim`` features on ``feature_axis``.
+        mask : jax.Array of bool, optional
+            As for :meth:`diveq.backends.jax.EMAVQ.apply`.
+        deterministic : bool, optional
+            Overrides the module's ``deterministic`` field.
+
+        Returns
+        -------
+        EMALayerOutput
+            ``(values, indices, perplexity, loss)``.
+        """
+        layer = self.layer
+        fresh: list[EMAState] = []
+
+        def initial(field: int) -> jax.Array:
+            if not fresh:
+                fresh.append(layer.init(self.make_rng("params")))
+            return fresh[0][field]
+
+        names = EMAState._fields
+        variables = [self.variable(COLLECTION, n, initial, i) for i, n in enumerate(names)]
+        state = EMAState(*(v.value for v in variables))
+        hard = self.deterministic if deterministic is None else deterministic
+        train = not (hard or self.is_initializing())
+        out, new = layer.apply(state, z, mask=mask, train=train)
+        if train:
+            for var, value in zip(variables, new, strict=True):
+                var.value = value
+        return out

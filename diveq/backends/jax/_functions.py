@@ -91,7 +91,7 @@ def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(*args, **kwargs)
-        arrays = {k: v for k, v in bound.arguments.items() if isinstance(v, _ARRAYS)}
+        arrays = {k: v for k, v in bound.arguments.items() if _is_arrays(v)}
         static = tuple((k, v) for k, v in bound.arguments.items() if k not in arrays)
         try:
             hash(static)
@@ -103,6 +103,13 @@ def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 _ARRAYS = (jax.Array, np.ndarray)
+
+
+def _is_arrays(value: Any) -> bool:
+    """An array, or a tuple of arrays (a state such as ``EMAState``): traced, not static."""
+    if isinstance(value, tuple) and value:
+        return all(isinstance(v, _ARRAYS) for v in value)
+    return isinstance(value, _ARRAYS)
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
