@@ -15,7 +15,7 @@ if str(EXAMPLES) not in sys.path:
 
 from _patches import load_patches, to_image  # noqa: E402
 from _train import Config, Metrics, Run, evaluate, train  # noqa: E402
-from _vqvae import INITS, VQVAE, Autoencoder, Baseline, Layer  # noqa: E402
+from _vqvae import INITS, VQVAE, Autoencoder, Baseline, Layer, make_quantizer  # noqa: E402
 
 __all__ = [
     "INITS",
@@ -28,6 +28,7 @@ __all__ = [
     "Run",
     "evaluate",
     "load_patches",
+    "make_quantizer",
     "to_image",
     "train",
 ]
