@@ -22,7 +22,7 @@ NOISY = ("diveq", "sf_diveq")
 Rows = list[dict[str, Any]]
 Table = list[list[str]]
 
-NUMERIC = ("seed", "steps", "num_codes", "bits")
+NUMERIC = ("seed", "steps", "num_codes", "bits", "batch")
 FLOATS = ("noise_std", "warmup_share", "lr", *(m for m in METRICS if m != "bits"))
 
 
@@ -63,10 +63,12 @@ def _cells(rows: Rows, prefix: str, digits: dict[str, int]) -> list[str]:
 
 
 def groups(rows: Rows, keys: tuple[str, ...]) -> dict[tuple[Any, ...], Rows]:
-    groups: dict[tuple[Any, ...], Rows] = defaultdict(list)
-    for r in rows:
-        groups[tuple(r[k] for k in keys)].append(r)
-    return groups
+    """``rows`` by the values of ``keys``, methods in registry order (default noise first)."""
+    order = list(METHODS)
+    found: dict[tuple[Any, ...], Rows] = defaultdict(list)
+    for r in sorted(rows, key=lambda r: (order.index(r["method"]), -r["noise_std"], r["seed"])):
+        found[tuple(r[k] for k in keys)].append(r)
+    return found
 
 
 def defaults(rows: Rows, *, init: bool = True, sf: bool = True, noise: bool = True) -> Rows:
