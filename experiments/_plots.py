@@ -13,10 +13,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from experiments._methods import METHODS
+from experiments._plan import NOISES
 from experiments._stats import paired, summary
 from experiments._tables import NOISY, Rows, defaults, groups, label, reference_cell, seeds_of
 
 __all__ = ["FIGURES"]
+
+DODGE = 1.015  # log-axis offset factor between methods, so error bars do not overlap
 
 
 def _empty(ax: Any, what: str) -> None:
@@ -44,9 +47,9 @@ def psnr_vs_budget(rows: Rows, out: Path) -> Path:
         if not cell:
             _empty(ax, "PSNR against budget")
             continue
-        for (_, _), runs in sorted(groups(cell, ("method", "noise_std")).items()):
+        for i, runs in enumerate(groups(cell, ("method", "noise_std")).values()):
             by_steps = sorted(groups(runs, ("steps",)).items())
-            xs = [s for (s,), _ in by_steps]
+            xs = [s * DODGE**i for (s,), _ in by_steps]  # side by side, not on top
             stats_ = [summary([r["psnr"] for r in g]) for _, g in by_steps]
             ax.errorbar(xs, [s.mean for s in stats_], yerr=[np.nan_to_num(s.half) for s in stats_],
                         marker="o", capsize=3, label=label(runs[0]))  # fmt: skip
@@ -90,16 +93,18 @@ def noise_curve(rows: Rows, out: Path) -> Path:
         _empty(ax, "the noise scale")
         return _save(fig, out / "noise_scale.png")
     floor = 1e-6  # where noise_std = 0 is drawn
-    for (method,), runs in sorted(groups(sel, ("method",)).items()):
+    for i, ((method,), runs) in enumerate(groups(sel, ("method",)).items()):
         by_noise = sorted(groups(runs, ("noise_std",)).items())
-        xs = [max(n, floor) for (n,), _ in by_noise]
+        xs = [max(n, floor) * DODGE ** (4 * i) for (n,), _ in by_noise]
         st = [summary([r["psnr"] for r in g]) for _, g in by_noise]
         line = ax.errorbar(xs, [s.mean for s in st], yerr=[np.nan_to_num(s.half) for s in st],
                            marker="o", capsize=3, label=METHODS[method].label)  # fmt: skip
         dist = np.median([r["diag"]["dist"][-1] for r in runs if r["diag"].get("dist")])
         ax.axvline(dist, ls=":", color=line[0].get_color())
     ax.set_xscale("log")
-    ax.set_xlabel("noise_std (leftmost point: 0); dotted: median ||c_k - z|| at the end")
+    ticks = [floor, *(n for n in NOISES if n > 0)]
+    ax.set_xticks(ticks, ["0"] + [f"{t:g}" for t in ticks[1:]])
+    ax.set_xlabel("noise_std (0 drawn at the left); dotted: median ||c_k - z|| at the end")
     ax.set_ylabel("test PSNR (dB), mean and 95 % CI")
     ax.grid(alpha=0.3)
     ax.legend()
