@@ -81,17 +81,26 @@ def _selected(cfg: RunConfig, args: argparse.Namespace) -> bool:
 
 
 def _estimate(path: Path, todo: list[RunConfig]) -> str:
-    """CPU time still to spend, from the measured CPU seconds per step of finished rows of
-    the same data set and method (median)."""
+    """CPU time still to spend, from the measured CPU seconds per step of finished rows
+    (median per data set and method; a method without rows gets its data set's median)."""
     rates: dict[tuple[str, str], list[float]] = {}
     for row in read(path):
         rate = float(row["cpu_seconds"]) / int(row["steps"])
         rates.setdefault((row["dataset"], row["method"]), []).append(rate)
-    known = [c for c in todo if (c.dataset, c.method) in rates]
-    total = sum(c.steps * float(np.median(rates[(c.dataset, c.method)])) for c in known)
+        rates.setdefault((row["dataset"], "*"), []).append(rate)
+    total, guessed, unknown = 0.0, 0, 0
+    for c in todo:
+        measured = rates.get((c.dataset, c.method))
+        if measured is None:
+            measured = rates.get((c.dataset, "*"))
+            guessed += measured is not None
+        if measured is None:
+            unknown += 1
+            continue
+        total += c.steps * float(np.median(measured))
     return (
-        f"about {total / 3600:.1f} CPU-hours for the {len(known)} runs whose data set and "
-        f"method have finished rows; {len(todo) - len(known)} runs without an estimate"
+        f"about {total / 3600:.1f} CPU-hours to go ({guessed} runs at their data set's median "
+        f"rate, no rows of their method yet; {unknown} runs without any estimate)"
     )
 
 
