@@ -155,7 +155,7 @@ def test_a_forgotten_write_back_is_an_error(kind):
 
 def test_fields_mirror_the_jax_layers():
     """Every option of the JAX layer is a field of the Linen module, with the same default."""
-    for name in ("DiVeQ", "SFDiVeQ", "ProductDiVeQ", "ResidualDiVeQ"):
+    for name in ("DiVeQ", "SFDiVeQ", "ProductDiVeQ", "ResidualDiVeQ", "EMAVQ"):
         ours = {f.name: f for f in dataclasses.fields(getattr(dql, name))}
         for f in dataclasses.fields(getattr(dq, name)):
             assert f.name in ours, (name, f.name)

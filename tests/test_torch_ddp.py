@@ -88,7 +88,8 @@ WORKER = textwrap.dedent(
             opts[name].zero_grad()
             log[name].append(dict(
                 before=before, after=after, idx=idx, h=h, final=book().detach().clone(),
-                hits=getattr(vq, "hits", none).clone(), used=getattr(vq, "calls_used", none).clone(),
+                hits=getattr(vq, "hits", none).clone(),
+                used=getattr(vq, "calls_used", none).clone(),
             ))
     torch.save(log, out)
     dist.barrier()

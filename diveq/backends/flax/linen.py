@@ -409,17 +409,8 @@ class EMAVQ(nn.Module):
     @property
     def layer(self) -> dq.EMAVQ:
         """The JAX layer these fields configure."""
-        return dq.EMAVQ(
-            self.num_codes,
-            self.dim,
-            decay=self.decay,
-            eps=self.eps,
-            beta=self.beta,
-            feature_axis=self.feature_axis,
-            codebook_init=self.codebook_init,
-            axis_name=self.axis_name,
-            dtype=self.dtype,
-        )
+        names = [f.name for f in dataclasses.fields(dq.EMAVQ)]
+        return dq.EMAVQ(**{name: getattr(self, name) for name in names})
 
     @nn.compact
     def __call__(
