@@ -67,7 +67,7 @@ def _final(run: Run, test: torch.Tensor, cfg: Config, *, vertices: bool = False)
     if hasattr(quantizer, "vertices"):
         quantizer.vertices = vertices
     try:
-        return evaluate(run.model, test, cfg.num_codes, ssim=True)
+        return evaluate(run.model, test, ssim=True)
     finally:
         if hasattr(quantizer, "vertices"):
             quantizer.vertices = False
