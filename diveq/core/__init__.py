@@ -22,6 +22,7 @@ from diveq.core._composite import (
     residual_sf_quantize,
 )
 from diveq.core._estimators import diveq, sf_diveq
+from diveq.core._gumbel import gumbel_softmax
 from diveq.core._schedule import (
     replacement_due,
     warmup_collects,
@@ -45,6 +46,7 @@ __all__ = [
     "commitment_loss",
     "dead_codes",
     "diveq",
+    "gumbel_softmax",
     "nearest",
     "nsvq",
     "perplexity",

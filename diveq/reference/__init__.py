@@ -44,6 +44,7 @@ from diveq.reference._composite_sf import (
     residual_sf_diveq_vjp,
 )
 from diveq.reference._diveq import diveq, diveq_vjp
+from diveq.reference._gumbel import gumbel_softmax, gumbel_softmax_vjp
 from diveq.reference._layer_state import LayerState
 from diveq.reference._layers import DiVeQ, ProductDiVeQ, ResidualDiVeQ, SFDiVeQ
 from diveq.reference._replacement import dead_codes, replace_dead_codes
@@ -74,6 +75,7 @@ __all__ = [
     "ste",
     "nsvq",
     "rotation_trick",
+    "gumbel_softmax",
     "commitment_loss",
     # vector-Jacobian products
     "diveq_vjp",
@@ -85,6 +87,7 @@ __all__ = [
     "ste_vjp",
     "nsvq_vjp",
     "rotation_trick_vjp",
+    "gumbel_softmax_vjp",
     "commitment_loss_vjp",
     # training state
     "code_usage",
