@@ -73,6 +73,8 @@ class Fn:
             kw["noise"] = rng.standard_normal(self.noise_shape(z_shape))
         if self.dither:
             kw["dither"] = rng.random(self.dither_shape())
+        if self.op.gumbel and np.ndim(books) >= 2:
+            kw["gumbel"] = rng.gumbel(size=self.op.gumbel_shape(z_shape, np.shape(books)))
         cot = overrides.pop("cotangent", np.ones(z_shape))
         kw.update(overrides)
         args = (z, books, cot) if self.vjp else (z, books)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from array_api_compat import device
+
 from diveq._checks import check_codebook, check_draw, check_hard, check_tau
 from diveq._types import Quantized
 from diveq.core._common import (
@@ -45,8 +47,8 @@ def gumbel_scores(xp: Any, zr: Array, cb: Array, g: Array, tau: Any, sg: StopGra
     t = t - sg(xp.max(t, axis=-1, keepdims=True))
     # Floor the logits at -max/4 * min(tau, 1), far below any weight that survives `exp`, so
     # neither `t s^2` nor the division by `tau` overflows (NumPy would warn about it).
-    if not isinstance(tau, (int, float)):
-        tau = cast(xp, tau, t.dtype)
+    if not isinstance(tau, (int, float)):  # an array, maybe of another library (NumPy)
+        tau = xp.asarray(tau, dtype=t.dtype, device=device(t))
     cap = xp.finfo(t.dtype).max / 4
     cap = cap * (min(tau, 1.0) if isinstance(tau, (int, float)) else xp.clip(tau, None, 1.0))
     m = xp.clip(inv, None, 1.0)
