@@ -12,15 +12,25 @@ implementation by import path:
 
 from __future__ import annotations
 
-from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
+from diveq._temperature import gumbel_temperature
+from diveq._types import (
+    GumbelState,
+    LayerDraws,
+    LayerOutput,
+    Quantized,
+    SFLayerOutput,
+    SFQuantized,
+)
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "GumbelState",
     "LayerDraws",
     "LayerOutput",
     "Quantized",
     "SFLayerOutput",
     "SFQuantized",
     "__version__",
+    "gumbel_temperature",
 ]

@@ -99,6 +99,7 @@ def test_every_public_array_function_is_covered():
     state = {"code_usage", "perplexity", "update_usage", "dead_codes", "replace_dead_codes"}
     types = {"Quantized", "SFQuantized", "LayerOutput", "SFLayerOutput", "LayerDraws"}
     layers = {"DiVeQ", "SFDiVeQ", "ProductDiVeQ", "ResidualDiVeQ", "LayerState"}  # own tests
+    layers |= {"GumbelVQ", "GumbelState"}
     public = set(ref.__all__) - types - layers - {"warmup_codebook"} - state
     assert public == covered
 

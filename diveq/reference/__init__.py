@@ -45,6 +45,7 @@ from diveq.reference._composite_sf import (
 )
 from diveq.reference._diveq import diveq, diveq_vjp
 from diveq.reference._gumbel import gumbel_softmax, gumbel_softmax_vjp
+from diveq.reference._gumbel_layer import GumbelState, GumbelVQ
 from diveq.reference._layer_state import LayerState
 from diveq.reference._layers import DiVeQ, ProductDiVeQ, ResidualDiVeQ, SFDiVeQ
 from diveq.reference._replacement import dead_codes, replace_dead_codes
@@ -101,7 +102,9 @@ __all__ = [
     "SFDiVeQ",
     "ProductDiVeQ",
     "ResidualDiVeQ",
+    "GumbelVQ",
     "LayerState",
+    "GumbelState",
     "LayerDraws",
     "LayerOutput",
     "SFLayerOutput",

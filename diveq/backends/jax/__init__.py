@@ -18,7 +18,14 @@ this module imports none of them).
 
 from __future__ import annotations
 
-from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
+from diveq._types import (
+    GumbelState,
+    LayerDraws,
+    LayerOutput,
+    Quantized,
+    SFLayerOutput,
+    SFQuantized,
+)
 from diveq.backends.jax._api import (
     code_usage,
     commitment_loss,
@@ -41,6 +48,7 @@ from diveq.backends.jax._api import (
     sf_quantize,
     ste,
 )
+from diveq.backends.jax._gumbel import GumbelVQ
 from diveq.backends.jax._layers import DiVeQ, ProductDiVeQ, ResidualDiVeQ, SFDiVeQ
 from diveq.backends.jax._state import (
     CompositeState,
@@ -52,6 +60,8 @@ from diveq.backends.jax._state import (
 __all__ = [
     "CompositeState",
     "DiVeQ",
+    "GumbelState",
+    "GumbelVQ",
     "LayerDraws",
     "LayerOutput",
     "ProductDiVeQ",

@@ -39,11 +39,13 @@ from diveq.backends.torch._api import (
     sf_quantize,
     ste,
 )
+from diveq.backends.torch._gumbel import GumbelVQ
 from diveq.backends.torch._layers import DiVeQ, SFDiVeQ
 from diveq.backends.torch._layers_composite import ProductDiVeQ, ResidualDiVeQ
 
 __all__ = [
     "DiVeQ",
+    "GumbelVQ",
     "LayerDraws",
     "LayerOutput",
     "ProductDiVeQ",
