@@ -167,9 +167,8 @@ def check_tau(tau: Any) -> None:
             raise ValueError(f"`tau` must be finite and > 0; got {tau!r}")
         return
     if getattr(tau, "ndim", None) != 0:
-        raise ValueError(
-            f"`tau` must be a scalar; got {type(tau).__name__} with shape {getattr(tau, 'shape', None)}"
-        )
+        shape = getattr(tau, "shape", None)
+        raise ValueError(f"`tau` must be a scalar; got {type(tau).__name__} with shape {shape}")
 
 
 def check_hard(hard: Any) -> None:

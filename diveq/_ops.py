@@ -347,8 +347,9 @@ OPS: tuple[Op, ...] = (
         gumbel=True,
         train=True,
         expect=(
-            "dq.gumbel_softmax(z, codebook, hard=True, gumbel={array}([[0.0, 0.0]])).values.tolist()",
-            "[[0.0, 0.0]]",
+            "dq.gumbel_softmax(z, codebook, hard=True, gumbel={array}([[0.0, 0.0]])).indices"
+            ".tolist()",
+            "[0]",
         ),
     ),
 )

@@ -5,6 +5,7 @@ no Gumbel noise), large inputs, bad temperatures, JAX under ``jit``, and the sch
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -62,7 +63,7 @@ def test_soft_values_tend_to_the_argmax_codeword_as_tau_falls(seed):
         for tau in (1.0, 1e-1, 1e-2, 1e-3)
     ]
     assert errors[-1] < 1e-6 * np.abs(c).max()
-    assert all(b <= a + 1e-15 for a, b in zip(errors, errors[1:], strict=False))
+    assert all(b <= a + 1e-15 for a, b in itertools.pairwise(errors))
 
 
 def test_large_latents_give_no_nan(fw):
@@ -184,7 +185,7 @@ def test_temperature_schedule_of_jang_et_al():
     assert t(10**6) == 0.5 and t(10**6, end=1 / 16) == pytest.approx(1 / 16)
     assert t(7, rate=0.0, start=2.0) == 2.0
     values = [t(s, rate=1e-3) for s in range(0, 2000, 100)]
-    assert all(b <= a for a, b in zip(values, values[1:], strict=False))
+    assert all(b <= a for a, b in itertools.pairwise(values))
 
 
 @pytest.mark.parametrize(

@@ -181,7 +181,7 @@ def separated(case: Case, tol: float) -> bool:
     x = case.z.reshape(-1, case.z.shape[-1])
     if x.shape[0] == 0:
         return True
-    if op.gumbel:
+    if op.gumbel and case.gumbel is not None:
         return _gumbel_separated(x, case.books, case.gumbel.reshape(len(x), -1), tol)
     if op.books == "single":
         lam = case.dither if op.dither else None

@@ -62,10 +62,7 @@ def sample(
         If ``rng`` (the caller's ``key``) is ``None``.
     """
     if rng is None:
-        wanted = ", ".join(
-            f"`{_DRAW_NAMES[kind]}` of shape {shape}"
-            for kind, shape in requests
-        )
+        wanted = ", ".join(f"`{_DRAW_NAMES[kind]}` of shape {shape}" for kind, shape in requests)
         raise ValueError(
             f"`key` is required to sample {wanted}: pass key=jax.random.key(seed) "
             "or the draws explicitly (noise=, dither=, gumbel=), or use noise_std=0 for the "

@@ -86,7 +86,9 @@ class GumbelVQ:
         """A fresh state: the codebook drawn from ``codebook_init`` with ``key``."""
         low, high = self.spec.init_bounds
         shape = self.spec.book_shape
-        return GumbelState(jax.random.uniform(key, shape, dtype=self.dtype, minval=low, maxval=high))
+        return GumbelState(
+            jax.random.uniform(key, shape, dtype=self.dtype, minval=low, maxval=high)
+        )
 
     def apply(
         self,

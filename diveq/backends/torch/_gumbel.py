@@ -81,6 +81,10 @@ class GumbelVQ(nn.Module):
             check_hard(value)
         super().__setattr__(name, value)
 
+    def _param(self) -> torch.Tensor:
+        """The codebook parameter (named as the other layers name theirs, for the test drivers)."""
+        return self.codebook
+
     def reset_parameters(self) -> None:
         """Draw the codebook from the layer's ``codebook_init``."""
         low, high = self.spec.init_bounds
