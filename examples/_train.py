@@ -115,6 +115,7 @@ def train(method: str, cfg: Config, data: PatchData, seed: int, *, progress: boo
         skip_iters=cfg.skip_iters,
         avg_iters=cfg.avg_iters,
         noise_std=cfg.noise_std,
+        steps=cfg.steps,
     )
     model = VQVAE(quantizer, cfg.dim, cfg.hidden)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
