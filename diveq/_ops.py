@@ -93,7 +93,8 @@ PARAMS: dict[str, Param] = {
     "tau": Param(
         "float | {array}",
         "float or {array}, default 1.0",
-        "Temperature ``> 0`` of the soft sample (anneal it with :func:`diveq.gumbel_temperature`).",
+        "Temperature ``> 0`` of the soft sample (anneal it with :func:`diveq.gumbel_temperature`"
+        "); an array is traced by JAX, so a new value compiles nothing.",
         1.0,
     ),
     "hard": Param(

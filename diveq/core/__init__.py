@@ -1,8 +1,8 @@
 """The framework-agnostic implementation, written once against the Python array API.
 
-Every function takes its random draws explicitly (``noise=``, ``dither=``, ``uniform=``) and a
-``stop_gradient`` callable (identity by default, right for NumPy and array-api-strict). The
-backends (:mod:`diveq.backends.torch`, :mod:`diveq.backends.jax`) sample the draws, supply
+Every function takes its random draws explicitly (``noise=``, ``dither=``, ``uniform=``,
+``gumbel=``) and a ``stop_gradient`` callable (identity by default, right for NumPy and
+array-api-strict). The backends (:mod:`diveq.backends.torch`, :mod:`diveq.backends.jax`) sample the draws, supply
 their stop-gradient, and add the layers. The semantics are those of :mod:`diveq.reference`;
 the test suite checks this module against it on NumPy and on ``array_api_strict``.
 """
