@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from diveq._temperature import gumbel_temperature
 from diveq._types import (
+    EMALayerOutput,
+    EMAState,
     GumbelState,
     LayerDraws,
     LayerOutput,
@@ -25,6 +27,8 @@ from diveq._types import (
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "EMALayerOutput",
+    "EMAState",
     "GumbelState",
     "LayerDraws",
     "LayerOutput",

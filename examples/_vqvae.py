@@ -26,6 +26,7 @@ METHODS = {
     "nsvq": "NSVQ",
     "diveq": "DiVeQ",
     "sf_diveq": "SF-DiVeQ",
+    "ema": "EMA codebook",  # STE values, EMA codebook, commitment beta 0.25 (no replacement)
     "gumbel": "Gumbel-softmax",
 }
 
@@ -92,14 +93,15 @@ class Baseline(nn.Module):
 
 
 class Layer(nn.Module):
-    """:class:`diveq.backends.torch.DiVeQ` or ``SFDiVeQ`` behind the common interface.
+    """:class:`diveq.backends.torch.DiVeQ`, ``SFDiVeQ`` or ``EMAVQ`` behind the common interface
+    (``EMAVQ``'s auxiliary loss is its commitment term).
 
     ``vertices=True`` decodes an SF model at its codewords (nearest codeword, exactly
     ``log2 K`` bits per latent) instead of the layer's own inference (nearest point of the
     polyline: a segment index plus a continuous position on it).
     """
 
-    def __init__(self, layer: dq.DiVeQ | dq.SFDiVeQ) -> None:
+    def __init__(self, layer: dq.DiVeQ | dq.SFDiVeQ | dq.EMAVQ) -> None:
         super().__init__()
         self.layer = layer
         self.vertices = False
@@ -115,7 +117,7 @@ class Layer(nn.Module):
             out = dq.quantize(torch.movedim(z, 1, -1), self.layer.codebook)
             return torch.movedim(out.values, -1, 1), out.indices, z.new_zeros(())
         out = self.layer(z, generator=generator)
-        return out.values, out.indices, z.new_zeros(())
+        return out.values, out.indices, getattr(out, "loss", z.new_zeros(()))
 
 
 class Gumbel(nn.Module):
@@ -171,6 +173,8 @@ def make_quantizer(
                 feature_axis=1,
             )
         )
+    if method == "ema":
+        return Layer(dq.EMAVQ(num_codes, dim, beta=0.25, feature_axis=1))
     if method == "gumbel":
         return Gumbel(num_codes, dim, steps)
     if method in ("ste", "rotation", "nsvq"):

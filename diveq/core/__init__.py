@@ -2,9 +2,10 @@
 
 Every function takes its random draws explicitly (``noise=``, ``dither=``, ``uniform=``,
 ``gumbel=``) and a ``stop_gradient`` callable (identity by default, right for NumPy and
-array-api-strict). The backends (:mod:`diveq.backends.torch`, :mod:`diveq.backends.jax`) sample the draws, supply
-their stop-gradient, and add the layers. The semantics are those of :mod:`diveq.reference`;
-the test suite checks this module against it on NumPy and on ``array_api_strict``.
+array-api-strict). The backends (:mod:`diveq.backends.torch`, :mod:`diveq.backends.jax`)
+sample the draws, supply their stop-gradient, and add the layers. The semantics are those of
+:mod:`diveq.reference`; the test suite checks this module against it on NumPy and on
+``array_api_strict``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from diveq.core._composite import (
     residual_sf_diveq,
     residual_sf_quantize,
 )
+from diveq.core._ema import ema_init, ema_statistics, ema_update
 from diveq.core._estimators import diveq, sf_diveq
 from diveq.core._gumbel import gumbel_softmax
 from diveq.core._schedule import (
@@ -46,6 +48,9 @@ __all__ = [
     "commitment_loss",
     "dead_codes",
     "diveq",
+    "ema_init",
+    "ema_statistics",
+    "ema_update",
     "gumbel_softmax",
     "nearest",
     "nsvq",

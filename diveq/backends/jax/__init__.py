@@ -19,6 +19,8 @@ this module imports none of them).
 from __future__ import annotations
 
 from diveq._types import (
+    EMALayerOutput,
+    EMAState,
     GumbelState,
     LayerDraws,
     LayerOutput,
@@ -30,6 +32,9 @@ from diveq.backends.jax._api import (
     code_usage,
     commitment_loss,
     diveq,
+    ema_init,
+    ema_statistics,
+    ema_update,
     gumbel_softmax,
     nearest,
     nsvq,
@@ -48,6 +53,7 @@ from diveq.backends.jax._api import (
     sf_quantize,
     ste,
 )
+from diveq.backends.jax._ema_layer import EMAVQ
 from diveq.backends.jax._gumbel import GumbelVQ
 from diveq.backends.jax._layers import DiVeQ, ProductDiVeQ, ResidualDiVeQ, SFDiVeQ
 from diveq.backends.jax._state import (
@@ -58,6 +64,9 @@ from diveq.backends.jax._state import (
 )
 
 __all__ = [
+    "EMALayerOutput",
+    "EMAState",
+    "EMAVQ",
     "CompositeState",
     "DiVeQ",
     "GumbelState",
@@ -74,6 +83,9 @@ __all__ = [
     "code_usage",
     "commitment_loss",
     "diveq",
+    "ema_init",
+    "ema_statistics",
+    "ema_update",
     "gumbel_softmax",
     "merge_params",
     "nearest",
