@@ -168,6 +168,11 @@ class Gumbel(nn.Module):
     def codebook(self) -> torch.Tensor:
         return self.layer.codebook
 
+    @property
+    def books(self) -> torch.Tensor:
+        """The codebook as ``(1, K, D)``."""
+        return self.layer.codebook[None]
+
     def forward(
         self, z: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
