@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import os
 import re
 import sys
@@ -153,6 +154,7 @@ _IMPLEMENTATIONS = {
     "diveq.backends.jax": "The JAX version.",
 }
 _LAYERS = {
+    "diveq.reference": "The NumPy reference layer: the normative state machine.",
     "diveq.backends.torch": "The ``torch.nn.Module`` layer.",
     "diveq.backends.jax": "The JAX layer: pure ``init`` / ``apply`` over a state pytree.",
     "diveq.backends.flax.nnx": "The Flax NNX module.",
@@ -181,8 +183,9 @@ def _related_links() -> dict[str, list[tuple[str, str]]]:
     """Full name -> ``(target, description)`` of the pages it should point to."""
     public = {name: _public(name) for name in {**_IMPLEMENTATIONS, **_LAYERS}}
     links: dict[str, list[tuple[str, str]]] = {}
+    layers = set(_LAYER_OF.values())
     for module_name in _IMPLEMENTATIONS:
-        for name in public[module_name]:
+        for name in public[module_name] - layers:
             own = links.setdefault(f"{module_name}.{name}", [])
             for other, text in _IMPLEMENTATIONS.items():
                 if other != module_name and name in public[other]:
@@ -190,19 +193,20 @@ def _related_links() -> dict[str, list[tuple[str, str]]]:
             if f"{name}_vjp" in public["diveq.reference"]:
                 own.append((f"diveq.reference.{name}_vjp", "Its gradient (the reference VJP)."))
             layer = _LAYER_OF.get(name)
-            for backend in ("diveq.backends.torch", "diveq.backends.jax"):
+            for backend in ("diveq.reference", "diveq.backends.torch", "diveq.backends.jax"):
                 if layer in public[backend]:
                     own.append((f"{backend}.{layer}", f"{_LAYERS[backend]} It trains with this."))
     for module_name in _LAYERS:
-        for name in public[module_name] & set(_LAYER_OF.values()):
+        for name in public[module_name] & layers:
             own = links.setdefault(f"{module_name}.{name}", [])
             for other, text in _LAYERS.items():
                 if other != module_name and name in public[other]:
                     own.append((f"{other}.{name}", text))
-            functions = "diveq.backends.torch" if "torch" in module_name else "diveq.backends.jax"
+            functions = module_name if module_name in _IMPLEMENTATIONS else "diveq.backends.jax"
             for function in (f for f, layer in _LAYER_OF.items() if layer == name):
                 own.append((f"{functions}.{function}", "The estimator it trains with."))
-                own.append((f"diveq.reference.{function}", "Its formulas."))
+                if functions != "diveq.reference":
+                    own.append((f"diveq.reference.{function}", "Its formulas."))
     return {k: v for k, v in links.items() if v}
 
 
@@ -252,7 +256,8 @@ def _skip_field_members(app, what, name, obj, skip, options):
 def _is_public(cls) -> bool:
     for module_name in PUBLIC_NAMESPACES:
         module = sys.modules.get(module_name)
-        if module is not None and getattr(module, cls.__name__, None) is cls:
+        public = getattr(module, "__all__", ())
+        if cls.__name__ in public and getattr(module, cls.__name__, None) is cls:
             return True
     return False
 
@@ -299,9 +304,18 @@ def _check_public_api(app, env):
 
 def _readable_defaults(app, what, name, obj, options, signature, return_annotation):
     """``dtype=jax.numpy.float32``, not ``dtype=<class 'jax.numpy.float32'>``: a dataclass's
-    generated ``__init__`` has no source for ``autodoc_preserve_defaults`` to show."""
+    generated ``__init__`` has no source for ``autodoc_preserve_defaults`` to show. Linen's
+    ``parent=<flax.linen.module._Sentinel object>`` (set by Flax, never by a user) is left out.
+    A class whose metaclass hides ``__init__`` (Flax NNX's ``(*args, **kwargs)``) shows it."""
+    if what == "class" and signature and signature.startswith("(*args") and inspect.isclass(obj):
+        init = inspect.signature(obj.__init__)
+        plain = [p.replace(annotation=p.empty) for p in list(init.parameters.values())[1:]]
+        signature = str(init.replace(parameters=plain, return_annotation=init.empty))
     if signature:
         signature = re.sub(r"<class '([\w.]+)'>", r"\1", signature)
+        signature = re.sub(
+            r",?\s*parent(: [^=,]+)?=<flax\.linen\.[\w.]+ object(?: at \w+)?>", "", signature
+        )
     return signature, return_annotation
 
 
