@@ -85,7 +85,7 @@ _SF_EXAMPLES = """
     --------
     >>> import jax
     >>> import diveq.backends.jax as dq
-    >>> vq = dq.SFDiVeQ(num_codes=8, dim=2, skip_iters=0)  # no warm-up: SF from the first call
+    >>> vq = dq.SFDiVeQ(num_codes=8, dim=2, skip_iters=0)  # no warm-up
     >>> z = jax.random.normal(jax.random.key(1), (5, 2))
     >>> out, state = vq.apply(vq.init(jax.random.key(0)), z, key=jax.random.key(2))
     >>> out.weights.shape, out.indices.shape
