@@ -103,7 +103,9 @@ html_theme_options = {
     "footer_end": [],
 }
 # Top-level pages without sub-pages get no "Section Navigation" sidebar (it would be empty).
-html_sidebars = {page: [] for page in ("index", "performance", "reliability", "migration")}
+html_sidebars = {
+    page: [] for page in ("index", "performance", "evidence", "reliability", "migration")
+}
 html_static_path = ["_static"]
 html_css_files = ["diveq.css"]
 html_show_sourcelink = False
@@ -161,13 +163,15 @@ _LAYERS = {
     "diveq.backends.flax.linen": "The Flax Linen module.",
     "diveq.backends.equinox": "The Equinox module.",
 }
-_LAYER_OF = {  # estimator -> the layer class that trains with it
+_LAYER_OF = {  # estimator (or update) -> the layer class that trains with it
     "diveq": "DiVeQ",
     "sf_diveq": "SFDiVeQ",
     "product_diveq": "ProductDiVeQ",
     "product_sf_diveq": "ProductDiVeQ",
     "residual_diveq": "ResidualDiVeQ",
     "residual_sf_diveq": "ResidualDiVeQ",
+    "ema_update": "EMAVQ",
+    "gumbel_softmax": "GumbelVQ",
 }
 
 
@@ -204,7 +208,7 @@ def _related_links() -> dict[str, list[tuple[str, str]]]:
                     own.append((f"{other}.{name}", text))
             functions = module_name if module_name in _IMPLEMENTATIONS else "diveq.backends.jax"
             for function in (f for f, layer in _LAYER_OF.items() if layer == name):
-                own.append((f"{functions}.{function}", "The estimator it trains with."))
+                own.append((f"{functions}.{function}", "The function it trains with."))
                 if functions != "diveq.reference":
                     own.append((f"diveq.reference.{function}", "Its formulas."))
     return {k: v for k, v in links.items() if v}
