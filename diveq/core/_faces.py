@@ -175,9 +175,10 @@ def _examples(op: Op, idiom: Idiom) -> list[str]:
         lines += [f"z = {array}([[0.25, 0.75]])", f"{op.book_name} = {books}"]
     call, want = op.example
     rng_name, _, rng_value = rng.partition("=")
-    if op.stochastic:  # its own line, so that the call fits a narrow column
+    uses_rng = op.stochastic and "{rng}" in call
+    if uses_rng:  # its own line, so that the call fits a narrow column
         lines.append(f"{rng_name} = {rng_value}")
-    rng_arg = f", {rng_name}={rng_name}" if op.stochastic else ""
+    rng_arg = f", {rng_name}={rng_name}" if uses_rng else ""
     return [*lines, call.format(array=array, rng=rng_arg), f">{want}"]
 
 
