@@ -368,9 +368,9 @@ OPS: tuple[Op, ...] = (
         "Gumbel-softmax: a relaxed sample of the codeword, logits ``-||z - c_k||^2``.",
         gumbel=True,
         train=True,
-        expect=(
-            "dq.gumbel_softmax(z, codebook, hard=True, gumbel={array}([[0.0, 0.0]])).indices"
-            ".tolist()",
+        expect=(  # continuation lines, so that the example fits the API page's column
+            "dq.gumbel_softmax(\n...     z, codebook, hard=True, gumbel={array}([[0.0, 0.0]])"
+            "\n... ).indices.tolist()",
             "[0]",
         ),
     ),
@@ -411,9 +411,10 @@ _EMA: tuple[Op, ...] = (
         "One EMA step of the codebook: moving averages, Laplace smoothing, ``c = m / N~``.",
         params=("state", "counts", "sums", "*", "decay", "eps"),
         returns=(*_EMA_STATE, "The new state (codes of smoothed size 0 keep their codeword)."),
-        expect=(
-            "dq.ema_update(dq.ema_init({array}([[0.0], [1.0]])), {array}([3.0, 0.0]), "
-            "{array}([[3.0], [0.0]]), decay=0.5, eps=0.0).codebook.tolist()",
+        expect=(  # continuation lines, so that the example fits the API page's column
+            "dq.ema_update(\n...     dq.ema_init({array}([[0.0], [1.0]])),\n...     "
+            "{array}([3.0, 0.0]),\n...     {array}([[3.0], [0.0]]),\n...     decay=0.5,"
+            "\n...     eps=0.0,\n... ).codebook.tolist()",
             "[[0.75], [1.0]]",
         ),
         errors=(

@@ -12,7 +12,9 @@ The build and the site are offline: MathJax is served from the site itself
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import os
 import re
 import sys
@@ -126,69 +128,120 @@ sphinx_gallery_conf = {
 }
 
 # -- public-API coverage -----------------------------------------------------------------------
-# Every name in ``__all__`` of each public namespace must be documented under that namespace
-# (SPEC section 10; "every public name is documented"). A missing one is a warning, so the
-# ``-W`` build fails and names the page to extend.
+# Every name in ``__all__`` of each public namespace must be documented under that namespace.
+# A missing one is a warning, so the ``-W`` build fails and names the page to extend.
 PUBLIC_NAMESPACES = {
     "diveq": "api/diveq",
     "diveq.reference": "api/reference",
     "diveq.core": "api/core",
     "diveq.backends.torch": "api/torch",
     "diveq.backends.jax": "api/jax",
+    "diveq.backends.flax.nnx": "api/flax_nnx",
+    "diveq.backends.flax.linen": "api/flax_linen",
+    "diveq.backends.equinox": "api/equinox",
     "diveq.testing": "api/testing",
     "diveq.compat.official": "api/compat",
 }
 
 _logger = logging.getLogger("diveq.docs")
 
-# -- "Elsewhere in diveq": each function and layer page links its twins ---------------------------
-# (the same name in the other implementations, the reference's VJP, the layer that runs an
-# estimator and back), rendered by docs/_templates/autosummary/{function,class}.rst.
+# -- "See Also": each function and layer page links its twins -------------------------------------
+# The same name in the other implementations, the reference's VJP, the layer that trains with an
+# estimator and back, and the same layer in the other frameworks: added to the "See Also"
+# section of the docstring on its page (numpydoc renders it), after what the docstring lists.
 _IMPLEMENTATIONS = {
-    "diveq.reference": "NumPy reference (formulas)",
-    "diveq.core": "array-API core",
-    "diveq.backends.torch": "PyTorch",
-    "diveq.backends.jax": "JAX",
+    "diveq.reference": "The NumPy reference: formulas and gradients.",
+    "diveq.core": "The array-API core, with explicit draws.",
+    "diveq.backends.torch": "The PyTorch version.",
+    "diveq.backends.jax": "The JAX version.",
 }
-_LAYER_OF = {  # estimator -> the layer class that trains with it
+_LAYERS = {
+    "diveq.reference": "The NumPy reference layer: the normative state machine.",
+    "diveq.backends.torch": "The ``torch.nn.Module`` layer.",
+    "diveq.backends.jax": "The JAX layer: pure ``init`` / ``apply`` over a state pytree.",
+    "diveq.backends.flax.nnx": "The Flax NNX module.",
+    "diveq.backends.flax.linen": "The Flax Linen module.",
+    "diveq.backends.equinox": "The Equinox module.",
+}
+_LAYER_OF = {  # estimator (or update) -> the layer class that trains with it
     "diveq": "DiVeQ",
     "sf_diveq": "SFDiVeQ",
     "product_diveq": "ProductDiVeQ",
     "product_sf_diveq": "ProductDiVeQ",
     "residual_diveq": "ResidualDiVeQ",
     "residual_sf_diveq": "ResidualDiVeQ",
+    "ema_update": "EMAVQ",
+    "gumbel_softmax": "GumbelVQ",
 }
 
 
+def _public(module_name: str) -> set[str]:
+    try:
+        return set(importlib.import_module(module_name).__all__)
+    except Exception:  # reported by _check_public_api
+        return set()
+
+
+@functools.cache
 def _related_links() -> dict[str, list[tuple[str, str]]]:
-    public: dict[str, set[str]] = {}
-    for module_name in _IMPLEMENTATIONS:
-        try:
-            public[module_name] = set(importlib.import_module(module_name).__all__)
-        except Exception:  # reported by _check_public_api
-            public[module_name] = set()
+    """Full name -> ``(target, description)`` of the pages it should point to."""
+    public = {name: _public(name) for name in {**_IMPLEMENTATIONS, **_LAYERS}}
     links: dict[str, list[tuple[str, str]]] = {}
-    for module_name, names in public.items():
-        for name in names:
+    layers = set(_LAYER_OF.values())
+    for module_name in _IMPLEMENTATIONS:
+        for name in public[module_name] - layers:
             own = links.setdefault(f"{module_name}.{name}", [])
-            for other, label in _IMPLEMENTATIONS.items():
+            for other, text in _IMPLEMENTATIONS.items():
                 if other != module_name and name in public[other]:
-                    own.append((label, f"{other}.{name}"))
+                    own.append((f"{other}.{name}", text))
             if f"{name}_vjp" in public["diveq.reference"]:
-                own.append(("gradient (VJP)", f"diveq.reference.{name}_vjp"))
+                own.append((f"diveq.reference.{name}_vjp", "Its gradient (the reference VJP)."))
             layer = _LAYER_OF.get(name)
-            for backend in ("diveq.backends.torch", "diveq.backends.jax"):
+            for backend in ("diveq.reference", "diveq.backends.torch", "diveq.backends.jax"):
                 if layer in public[backend]:
-                    label = f"{_IMPLEMENTATIONS[backend]} layer"
-                    own.append((label, f"{backend}.{layer}"))
-            for function, layer_name in _LAYER_OF.items():
-                if layer_name == name and function in names:
-                    own.append(("estimator", f"{module_name}.{function}"))
-                    own.append(("formulas", f"diveq.reference.{function}"))
+                    own.append((f"{backend}.{layer}", f"{_LAYERS[backend]} It trains with this."))
+    for module_name in _LAYERS:
+        for name in public[module_name] & layers:
+            own = links.setdefault(f"{module_name}.{name}", [])
+            for other, text in _LAYERS.items():
+                if other != module_name and name in public[other]:
+                    own.append((f"{other}.{name}", text))
+            functions = module_name if module_name in _IMPLEMENTATIONS else "diveq.backends.jax"
+            for function in (f for f, layer in _LAYER_OF.items() if layer == name):
+                own.append((f"{functions}.{function}", "The function it trains with."))
+                if functions != "diveq.reference":
+                    own.append((f"diveq.reference.{function}", "Its formulas."))
     return {k: v for k, v in links.items() if v}
 
 
-autosummary_context = {"related": _related_links()}
+def _is_header(lines: list[str], i: int) -> bool:
+    under = lines[i + 1].strip() if i + 1 < len(lines) else ""
+    return bool(lines[i].strip()) and len(under) >= 3 and set(under) == {"-"}
+
+
+def _see_also(app, what, name, obj, options, lines):
+    """Append the page's twins (:func:`_related_links`) to its numpydoc "See Also" section,
+    skipping the ones it already lists. Runs before numpydoc parses the docstring."""
+    links = _related_links().get(name)
+    if not links:
+        return
+    headers = [i for i in range(len(lines)) if _is_header(lines, i)]
+    titles = {lines[i].strip(): i for i in headers}
+    if "See Also" in titles:
+        start = titles["See Also"] + 2
+        end = next((i for i in headers if i > start), len(lines))
+        while end > start and not lines[end - 1].strip():
+            end -= 1
+        listed = " ".join(line.split(" : ")[0] for line in lines[start:end] if line[:1] != " ")
+        entries = [f"{t} : {d}" for t, d in links if t not in listed.replace(",", " ").split()]
+        lines[end:end] = entries
+        return
+    entries = ["See Also", "--------", *(f"{t} : {d}" for t, d in links), ""]
+    later = [titles[t] for t in ("Notes", "References", "Examples") if t in titles]
+    at = min(later) if later else len(lines)
+    if not later:
+        entries = ["", *entries]
+    lines[at:at] = entries
 
 
 def _skip_field_members(app, what, name, obj, skip, options):
@@ -207,7 +260,8 @@ def _skip_field_members(app, what, name, obj, skip, options):
 def _is_public(cls) -> bool:
     for module_name in PUBLIC_NAMESPACES:
         module = sys.modules.get(module_name)
-        if module is not None and getattr(module, cls.__name__, None) is cls:
+        public = getattr(module, "__all__", ())
+        if cls.__name__ in public and getattr(module, cls.__name__, None) is cls:
             return True
     return False
 
@@ -252,42 +306,20 @@ def _check_public_api(app, env):
             )
 
 
-# -- docstrings that cite the team's contract ----------------------------------------------------
-# Some docstrings cite "SPEC section 7", a file readers do not have. Their pages link the
-# section of these docs that states the same fact instead (docs/check_site.py fails on any
-# pointer left on the key pages).
-_SPEC_SECTIONS = {
-    "1": ":ref:`semantics-notation`",
-    "2": ":ref:`semantics-diveq`",
-    "3": ":ref:`semantics-sf-diveq`",
-    "4": ":ref:`semantics-inference`",
-    "5": ":ref:`semantics-composite`",
-    "6": ":ref:`semantics-randomness`",
-    "7": ":ref:`semantics-training-state`",
-    "8": ":ref:`semantics-checks`",
-    "9": ":doc:`/differences`",
-    "10": ":doc:`/api/index`",
-    "11": ":ref:`semantics-baselines`",
-}
-_SPEC_POINTER = re.compile(r"SPEC\s+sections?\s+(\d+(?:(?:,\s*|\s+and\s+|/)\d+)*)")
-
-
-def _spec_to_docs(app, what, name, obj, options, lines):
-    text = "\n".join(lines)
-    if "SPEC" not in text:
-        return
-    text = _SPEC_POINTER.sub(
-        lambda m: "see " + ", ".join(_SPEC_SECTIONS[n] for n in re.findall(r"\d+", m[1])), text
-    )
-    text = re.sub(r"\bSPEC\s+contract\b", "contract", text)
-    lines[:] = text.split("\n")
-
-
 def _readable_defaults(app, what, name, obj, options, signature, return_annotation):
     """``dtype=jax.numpy.float32``, not ``dtype=<class 'jax.numpy.float32'>``: a dataclass's
-    generated ``__init__`` has no source for ``autodoc_preserve_defaults`` to show."""
+    generated ``__init__`` has no source for ``autodoc_preserve_defaults`` to show. Linen's
+    ``parent=<flax.linen.module._Sentinel object>`` (set by Flax, never by a user) is left out.
+    A class whose metaclass hides ``__init__`` (Flax NNX's ``(*args, **kwargs)``) shows it."""
+    if what == "class" and signature and signature.startswith("(*args") and inspect.isclass(obj):
+        init = inspect.signature(obj.__init__)
+        plain = [p.replace(annotation=p.empty) for p in list(init.parameters.values())[1:]]
+        signature = str(init.replace(parameters=plain, return_annotation=init.empty))
     if signature:
         signature = re.sub(r"<class '([\w.]+)'>", r"\1", signature)
+        signature = re.sub(
+            r",?\s*parent(: [^=,]+)?=<flax\.linen\.[\w.]+ object(?: at \w+)?>", "", signature
+        )
     return signature, return_annotation
 
 
@@ -300,7 +332,7 @@ def _drop_bases_object(app, domain, objtype, contentnode):
 
 
 def setup(app):
-    app.connect("autodoc-process-docstring", _spec_to_docs)
+    app.connect("autodoc-process-docstring", _see_also, priority=400)  # before numpydoc
     app.connect("autodoc-process-signature", _readable_defaults)
     app.connect("object-description-transform", _drop_bases_object)
     app.connect("autodoc-skip-member", _skip_field_members)

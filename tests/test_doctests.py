@@ -1,5 +1,5 @@
-"""The Examples sections of the reference, the backend functions and the conformance kit run as
-doctests."""
+"""The Examples sections of the reference, the backend functions and layers and the conformance
+kit run as doctests."""
 
 from __future__ import annotations
 
@@ -18,11 +18,22 @@ MODULES = [f"diveq.reference.{m.name}" for m in pkgutil.iter_modules(diveq.refer
 ]
 
 
-@pytest.mark.parametrize("name", MODULES)
+# The layer modules, each with the framework it needs (a visible skip without it).
+LAYER_MODULES = {
+    "diveq.backends.torch._layers": "torch",
+    "diveq.backends.jax._layers": "jax",
+}
+
+
+@pytest.mark.parametrize("name", MODULES + list(LAYER_MODULES))
 def test_docstring_examples(name):
+    if name in LAYER_MODULES:
+        pytest.importorskip(LAYER_MODULES[name])
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0, f"{result.failed} doctest failures in {name}"
+    if name in LAYER_MODULES:
+        assert result.attempted >= 10, f"{name}: its layers lost their Examples sections"
 
 
 def test_the_reference_has_doctests():

@@ -75,6 +75,17 @@ def test_docstrings_document_their_own_arguments(name):
         assert f"diveq.reference.{op.name} :" in doc, op.name
 
 
+@pytest.mark.parametrize("name", BACKENDS)
+def test_examples_fit_the_api_page_column(name):
+    """At 1280 px the code column of a function's page is 728 px wide: 82 characters (an
+    87-character line measured 757 px in docs/check_site.py); a longer line hides its end."""
+    module = _backend(name)
+    for op in FUNCTIONS:
+        examples = module.FUNCTIONS[op.name].__doc__.split("\nExamples\n--------\n")[1]
+        too_long = [line for line in examples.splitlines() if len(line) > 82]
+        assert not too_long, (op.name, too_long)
+
+
 # A user's file: every call below a `# wrong` line must be rejected, the rest accepted.
 USER_FILE = """
 import jax

@@ -73,12 +73,20 @@ def test_build_makes_a_wheel_and_an_sdist_that_twine_accepts(dist):
     names = zipfile.ZipFile(wheel).namelist()
     assert "diveq/py.typed" in names
     assert not [n for n in names if n.startswith(("tests/", "docs/", "examples/"))]
+    assert f"diveq-{version}.dist-info/licenses/LICENSE" in names
     metadata = zipfile.ZipFile(wheel).read(f"diveq-{version}.dist-info/METADATA").decode()
     assert f"Version: {version}" in metadata
+    assert "License-Expression: MIT" in metadata and "License-File: LICENSE" in metadata
     for extra in EXTRAS:
         assert f"Provides-Extra: {extra}" in metadata
     members = {m.split("/", 1)[-1] for m in tarfile.open(sdist).getnames()}
-    assert {"README.md", "CHANGELOG.md", "tests/conftest.py", "diveq/py.typed"} <= members
+    assert {
+        "README.md",
+        "CHANGELOG.md",
+        "LICENSE",
+        "tests/conftest.py",
+        "diveq/py.typed",
+    } <= members
 
 
 @pytest.mark.parametrize("extra", sorted(EXTRAS))

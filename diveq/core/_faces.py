@@ -44,6 +44,8 @@ class Idiom:
         ``(array constructor, randomness keyword argument)`` for the Examples sections.
     raises : str
         Extra ``ValueError`` condition of the stochastic functions (empty: none).
+    imports : tuple of str
+        Import lines the examples need besides the framework and the backend.
     """
 
     module: str
@@ -53,6 +55,7 @@ class Idiom:
     note: str
     example: tuple[str, str]
     raises: str = ""
+    imports: tuple[str, ...] = ()
 
     @property
     def rng_name(self) -> str:
@@ -166,12 +169,16 @@ _EXAMPLE_BOOKS = {
 def _examples(op: Op, idiom: Idiom) -> list[str]:
     """Doctest lines: inputs where every selection is clear, then the op's example."""
     array, rng = idiom.example
-    lines = [f"import {idiom.array.split('.')[0]}", f"import {idiom.module} as dq"]
+    lines = [f"import {idiom.array.split('.')[0]}", *idiom.imports, f"import {idiom.module} as dq"]
     if "z" in op.parameters:
         books = f"{array}({_EXAMPLE_BOOKS[op.books]})"
         lines += [f"z = {array}([[0.25, 0.75]])", f"{op.book_name} = {books}"]
     call, want = op.example
-    rng_arg = f", {rng}" if op.stochastic else ""
+    rng_name, _, rng_value = rng.partition("=")
+    uses_rng = op.stochastic and "{rng}" in call
+    if uses_rng:  # its own line, so that the call fits a narrow column
+        lines.append(f"{rng_name} = {rng_value}")
+    rng_arg = f", {rng_name}={rng_name}" if uses_rng else ""
     return [*lines, call.format(array=array, rng=rng_arg), f">{want}"]
 
 

@@ -100,7 +100,8 @@ def sf_diveq(
 
     Examples
     --------
-    >>> out = sf_diveq([[0.25, 0.5]], [[0.0, 0.0], [1.0, 0.0]], noise_std=0.0, dither=[0.25])
+    >>> z, codebook = [[0.25, 0.5]], [[0.0, 0.0], [1.0, 0.0]]
+    >>> out = sf_diveq(z, codebook, noise_std=0.0, dither=[0.25])
     >>> out.values, out.indices, out.weights
     (array([[0.25, 0.  ]]), array([0]), array([0.25]))
     """

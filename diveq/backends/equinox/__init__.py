@@ -16,7 +16,8 @@ optimiser update::
             y, state = model(x, state, key=key)
             return jnp.mean((y - x) ** 2), state
 
-        (loss, state), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, state)
+        grad_fn = eqx.filter_value_and_grad(loss_fn, has_aux=True)
+        (loss, state), grads = grad_fn(model, state)
         model, state = dqe.write_back(model, state)
         updates, opt_state = optimizer.update(
             grads, opt_state, eqx.filter(model, eqx.is_inexact_array)

@@ -14,9 +14,8 @@ step, before the optimiser update::
     @jax.jit
     def step(params, vq_state, opt_state, x, key):
         def loss_fn(params):
-            y, updated = model.apply(
-                {"params": params, "diveq": vq_state}, x, rngs={"diveq": key}, mutable=["diveq"]
-            )
+            variables, rngs = {"params": params, "diveq": vq_state}, {"diveq": key}
+            y, updated = model.apply(variables, x, rngs=rngs, mutable=["diveq"])
             return jnp.mean((y - x) ** 2), updated["diveq"]
 
         (loss, vq_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)

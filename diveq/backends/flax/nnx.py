@@ -13,7 +13,7 @@ rewrote, so a standard ``nnx.Optimizer`` step needs no diveq-specific code::
     class AutoEncoder(nnx.Module):
         def __init__(self, rngs):
             self.encoder = nnx.Linear(64, 8, rngs=rngs)
-            self.vq = dqn.DiVeQ(512, 8, rngs=rngs)      # (num_codes, dim), options as dq.DiVeQ
+            self.vq = dqn.DiVeQ(512, 8, rngs=rngs)  # (num_codes, dim), as dq.DiVeQ
             self.decoder = nnx.Linear(8, 64, rngs=rngs)
 
         def __call__(self, x):

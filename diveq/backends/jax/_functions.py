@@ -36,8 +36,9 @@ IDIOM = Idiom(
     "gives the same draws.",
     note="The JAX version of :func:`diveq.reference.{name}`: traceable (``jax.jit``, "
     "``jax.vmap``, ``jax.grad``) and compiled once per shape.",
-    example=("jax.numpy.asarray", "key=jax.random.key(0)"),
+    example=("jnp.asarray", "key=jax.random.key(0)"),
     raises="a draw is needed and neither it nor ``key`` is given",
+    imports=("import jax.numpy as jnp",),
 )
 
 

@@ -45,6 +45,65 @@ _NOTES = """
     state; pass the same ``key`` on every device (the noise is decorrelated per device).
 """
 
+_DIVEQ_EXAMPLES = """
+    Examples
+    --------
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import diveq.backends.jax as dq
+    >>> vq = dq.DiVeQ(num_codes=16, dim=4)
+    >>> state = vq.init(jax.random.key(0))
+    >>> z = jax.random.normal(jax.random.key(1), (8, 4))
+    >>> out, state = vq.apply(state, z, key=jax.random.key(2))
+    >>> out.values.shape, out.indices.shape, int(state.calls)
+    ((8, 4), (8,), 1)
+
+    A jitted step: the gradient goes to the codebook, the new state to the next step.
+
+    >>> @jax.jit
+    ... def step(state, z, key):
+    ...     codebook, rest = dq.split_params(state)
+    ...     def loss(codebook):
+    ...         out, new = vq.apply(dq.merge_params(codebook, rest), z, key=key)
+    ...         return jnp.mean((out.values - z) ** 2), new
+    ...     grad, new = jax.grad(loss, has_aux=True)(codebook)
+    ...     codebook, rest = dq.split_params(new)  # replacement may have moved rows
+    ...     return dq.merge_params(codebook - 0.1 * grad, rest)
+    >>> state = step(state, z, jax.random.key(3))
+    >>> int(state.calls)
+    2
+
+    ``train=False`` is the hard inference and returns the state unchanged:
+
+    >>> hard, same = vq.apply(state, z, train=False)
+    >>> same is state
+    True
+"""
+
+_SF_EXAMPLES = """
+    Examples
+    --------
+    >>> import jax
+    >>> import diveq.backends.jax as dq
+    >>> vq = dq.SFDiVeQ(num_codes=8, dim=2, skip_iters=0)  # no warm-up
+    >>> z = jax.random.normal(jax.random.key(1), (5, 2))
+    >>> out, state = vq.apply(vq.init(jax.random.key(0)), z, key=jax.random.key(2))
+    >>> out.weights.shape, out.indices.shape
+    ((5,), (5,))
+"""
+
+_COMPOSITE_EXAMPLES = """
+    Examples
+    --------
+    >>> import jax
+    >>> import diveq.backends.jax as dq
+    >>> vq = dq.{name}(num_codebooks=2, num_codes=8, dim=4)
+    >>> z = jax.random.normal(jax.random.key(1), (5, 4))
+    >>> out, state = vq.apply(vq.init(jax.random.key(0)), z, key=jax.random.key(2))
+    >>> out.values.shape, out.indices.shape, state.codebooks.shape
+    ((5, 4), (5, 2), {books})
+"""
+
 
 @dataclass(frozen=True)
 class DiVeQ(Layer, Replacement, Common):
@@ -76,10 +135,10 @@ class DiVeQ(Layer, Replacement, Common):
 
     Notes
     -----
-    State: :class:`State`. See :mod:`diveq.backends.jax` for a jitted training step.
+    State: :class:`State`. Only the codebook is trained; ``apply`` advances the rest.
     """
 
-    __doc__ = (__doc__ or "") + _NOTES
+    __doc__ = (__doc__ or "") + _NOTES + _DIVEQ_EXAMPLES
 
     space_filling: ClassVar[bool] = False
     num_codes: int
@@ -118,7 +177,7 @@ class SFDiVeQ(Layer, Warmup, Common):
     After the init, :meth:`release_warmup` drops the (then zeroed) buffer.
     """
 
-    __doc__ = (__doc__ or "") + _NOTES
+    __doc__ = (__doc__ or "") + _NOTES + _SF_EXAMPLES
 
     space_filling: ClassVar[bool] = True
     num_codes: int
@@ -165,6 +224,7 @@ class ProductDiVeQ(_Composite):
         "Product DiVeQ layer: block ``m`` of ``D / M`` features uses codebook ``m``.\n\n    "
         + _COMPOSITE
         + _NOTES
+        + _COMPOSITE_EXAMPLES.format(name="ProductDiVeQ", books="(2, 8, 2)")
     )
     layout: ClassVar[str] = "product"
 
@@ -175,5 +235,6 @@ class ResidualDiVeQ(_Composite):
         "Residual DiVeQ layer: stage ``m`` quantises what stages ``0`` to ``m-1`` left.\n\n    "
         + _COMPOSITE
         + _NOTES
+        + _COMPOSITE_EXAMPLES.format(name="ResidualDiVeQ", books="(2, 8, 4)")
     )
     layout: ClassVar[str] = "residual"
