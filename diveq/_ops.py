@@ -77,10 +77,12 @@ PARAMS: dict[str, Param] = {
         "Standard-normal draws ``xi``. Drawn with ``{rng}`` when needed and not given.",
     ),
     "chunk_size": Param(
-        "int | None",
-        "int, optional",
+        "int | str | None",
+        "int or str, optional",
         "Rows per tile of the distance computation, which bounds its memory; ``None`` picks a "
-        "size for the device.",
+        "size for the device. ``nearest``, ``quantize`` and ``sf_quantize`` also take "
+        '``"fused"`` (the opt-in fused GPU search kernel) and ``"fused-interpret"`` (the same '
+        "kernel in the framework's interpreter); see the docs' Performance page.",
     ),
     "indices": Param(
         "{array}",
@@ -90,6 +92,41 @@ PARAMS: dict[str, Param] = {
     ),
     "num_codes": Param("int", "int", "``K >= 1``.", REQUIRED),
     "beta": Param("float", "float, default 0.25", "Weight of the commitment term.", 0.25),
+    # the EMA codebook
+    "state": Param(
+        "EMAState",
+        "EMAState",
+        "``(codebook (K, D), cluster_size (K,), embed_sum (K, D))`` before the step.",
+        REQUIRED,
+    ),
+    "counts": Param(
+        "{array}",
+        "{array}, shape (K,)",
+        "Rows per code of the call (``ema_statistics``), summed over data-parallel workers.",
+        REQUIRED,
+    ),
+    "sums": Param("{array}", "{array}, shape (K, D)", "The sum of those rows per code.", REQUIRED),
+    "decay": Param("float", "float, default 0.99", "EMA decay in ``[0, 1]``.", 0.99),
+    "eps": Param("float", "float, default 1e-5", "Laplace smoothing ``>= 0`` of the sizes.", 1e-5),
+    "tau": Param(
+        "float | {array}",
+        "float or {array}, default 1.0",
+        "Temperature ``> 0`` of the soft sample (anneal it with :func:`diveq.gumbel_temperature`"
+        "); an array is traced by JAX, so a new value compiles nothing.",
+        1.0,
+    ),
+    "hard": Param(
+        "bool",
+        "bool, default False",
+        "Straight-through: the values are the sampled codewords ``c_k``, the gradient that of "
+        "the soft sample.",
+        False,
+    ),
+    "gumbel": Param(
+        "{array} | None",
+        "{array}, shape z.shape[:-1] + (K,), optional",
+        "Standard Gumbel draws ``-log(-log U)``. Drawn with ``{rng}`` when not given.",
+    ),
 }
 
 _BOOK_SHAPES = {"single": "(K, D)", "product": "(M, K, D / M)", "residual": "(M, K, D)"}
@@ -124,6 +161,9 @@ class Op:
         Whether the op takes ``noise_std``.
     train : bool
         Differentiable estimator (has a reference ``_vjp``); otherwise hard inference.
+    gumbel : bool
+        Whether the op takes a ``gumbel`` draw (see :meth:`gumbel_shape`) and the options
+        ``tau`` and ``hard`` (the Gumbel-softmax quantiser).
     summary : str
         One-line summary of the function's docstring.
     params : tuple of str
@@ -136,6 +176,8 @@ class Op:
     expect : tuple of str
         ``(expression, its repr)`` for the Examples section, run on ``z = [[0.25, 0.75]]`` and
         small codebooks on which every selection is clear; empty: derived (the indices).
+    errors : tuple of tuple of str
+        ``(exception name, condition)`` added to the Raises section.
     """
 
     name: str
@@ -145,11 +187,13 @@ class Op:
     dither: bool = False
     noise_std: bool = False
     train: bool = False
+    gumbel: bool = False
     summary: str = ""
     params: tuple[str, ...] = ()
     returns: tuple[str, ...] = ()
     docs: tuple[tuple[str, str, str], ...] = ()
     expect: tuple[str, ...] = ()
+    errors: tuple[tuple[str, str], ...] = ()
 
     @property
     def min_codes(self) -> int:
@@ -159,7 +203,7 @@ class Op:
     @property
     def stochastic(self) -> bool:
         """Whether the op takes random draws (and so the backend's randomness keyword)."""
-        return self.noise is not None or self.dither
+        return self.noise is not None or self.dither or self.gumbel
 
     @property
     def book_name(self) -> str:
@@ -172,6 +216,8 @@ class Op:
         ``"<rng>"`` stands for the backend's randomness keyword."""
         if self.params:
             return self.params
+        if self.gumbel:
+            return ("z", self.book_name, "*", "tau", "hard", "gumbel", RNG)
         draws = [name for name in ("noise_std", "dither", "noise") if getattr(self, name)]
         return ("z", self.book_name, "*", *draws, *([RNG] if self.stochastic else []), "chunk_size")
 
@@ -197,6 +243,14 @@ class Op:
         if not self.dither:
             return None
         return (*books_shape[:-2], int(books_shape[-2]) - 1)
+
+    def gumbel_shape(
+        self, z_shape: tuple[int, ...], books_shape: tuple[int, ...]
+    ) -> tuple[int, ...] | None:
+        """Shape of the ``gumbel`` draw: ``z.shape[:-1] + (K,)`` (``None``: no such draw)."""
+        if not self.gumbel:
+            return None
+        return (*tuple(z_shape)[:-1], int(books_shape[-2]))
 
     @property
     def example(self) -> tuple[str, str]:
@@ -309,9 +363,68 @@ OPS: tuple[Op, ...] = (
         "Rotation trick: forward ``c_k``, gradient rotated and scaled from ``c_k`` to ``z``.",
         train=True,
     ),
+    _op(
+        "gumbel_softmax",
+        "Gumbel-softmax: a relaxed sample of the codeword, logits ``-||z - c_k||^2``.",
+        gumbel=True,
+        train=True,
+        expect=(
+            "dq.gumbel_softmax(z, codebook, hard=True, gumbel={array}([[0.0, 0.0]])).indices"
+            ".tolist()",
+            "[0]",
+        ),
+    ),
 )
 
-#: Every public function: :data:`OPS`, then the loss and the usage statistics.
+_EMA_STATE = "EMAState", "EMAState"
+#: The EMA codebook (van den Oord et al. 2017; Razavi et al. 2019): state, statistics, update.
+_EMA: tuple[Op, ...] = (
+    _op(
+        "ema_init",
+        "The EMA state of a fresh codebook: every code as if hit once, at its own position.",
+        params=("codebook",),
+        returns=(*_EMA_STATE, "``codebook``, ``cluster_size = 1`` and ``embed_sum = codebook``."),
+        expect=("dq.ema_init({array}([[0.0], [1.0]])).cluster_size.tolist()", "[1.0, 1.0]"),
+        errors=(("ValueError", "``codebook`` is not ``(K, D)``"),),
+    ),
+    _op(
+        "ema_statistics",
+        "Per-code row counts and row sums of one call; rows with index ``-1`` are left out.",
+        params=("z", "indices", "num_codes"),
+        returns=(
+            "tuple[{array}, {array}]",
+            "tuple of {array}",
+            "``counts`` ``(K,)`` and ``sums`` ``(K, D)`` of the rows with each code, in the "
+            "dtype of ``z`` (at least float32).",
+        ),
+        docs=(
+            (
+                "indices",
+                "{array} of int, shape z.shape[:-1]",
+                "The code of each row in ``[-1, K)``; rows with ``-1`` may hold anything.",
+            ),
+        ),
+        expect=("dq.ema_statistics(z, dq.nearest(z, codebook), 2)[0].tolist()", "[1.0, 0.0]"),
+    ),
+    _op(
+        "ema_update",
+        "One EMA step of the codebook: moving averages, Laplace smoothing, ``c = m / N~``.",
+        params=("state", "counts", "sums", "*", "decay", "eps"),
+        returns=(*_EMA_STATE, "The new state (codes of smoothed size 0 keep their codeword)."),
+        expect=(
+            "dq.ema_update(dq.ema_init({array}([[0.0], [1.0]])), {array}([3.0, 0.0]), "
+            "{array}([[3.0], [0.0]]), decay=0.5, eps=0.0).codebook.tolist()",
+            "[[0.75], [1.0]]",
+        ),
+        errors=(
+            ("TypeError", "an array is not real floating or ``decay`` / ``eps`` not a number"),
+            ("ValueError", "the shapes do not fit ``(K, D)``, ``(K,)``, ``(K, D)``"),
+            ("ValueError", "``decay`` is outside ``[0, 1]`` or ``eps`` negative"),
+        ),
+    ),
+)
+
+#: Every public function: :data:`OPS`, then the loss, the usage statistics and the EMA codebook.
 FUNCTIONS: tuple[Op, ...] = (
     *OPS,
     _op(
@@ -350,6 +463,7 @@ FUNCTIONS: tuple[Op, ...] = (
         ),
         expect=("round(float(dq.perplexity({array}([0, 2, 2, -1]), 3)), 3)", "1.89"),
     ),
+    *_EMA,
 )
 
 OPS_BY_NAME: dict[str, Op] = {op.name: op for op in FUNCTIONS}

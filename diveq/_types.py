@@ -98,9 +98,61 @@ class LayerDraws(NamedTuple):
         ``(K,)``, or ``(M, K)`` for composites.
     perturbation : array, optional
         Standard-normal perturbation of replaced codes: ``(K, D)``, or ``(M, K, D')``.
+    gumbel : array, optional
+        Standard Gumbel draws of a Gumbel-softmax layer: ``(N, K)``.
     """
 
     noise: Any = None
     dither: Any = None
     donors: Any = None
     perturbation: Any = None
+    gumbel: Any = None
+
+
+class EMAState(NamedTuple):
+    """State of an EMA codebook (van den Oord et al. 2017, appendix; Razavi et al. 2019).
+
+    Attributes
+    ----------
+    codebook : array, shape (K, D)
+        The codewords, ``embed_sum / smoothed(cluster_size)`` after every update.
+    cluster_size : array, shape (K,)
+        ``N``: exponential moving average of the rows assigned to each code.
+    embed_sum : array, shape (K, D)
+        ``m``: exponential moving average of the sum of the rows assigned to each code.
+    """
+
+    codebook: Any
+    cluster_size: Any
+    embed_sum: Any
+
+
+class EMALayerOutput(NamedTuple):
+    """What an EMA-codebook layer call returns (every backend and the reference).
+
+    Attributes
+    ----------
+    values, indices, perplexity : array
+        As in :class:`LayerOutput`: straight-through values ``z + sg(c_k - z)``.
+    loss : array, shape ()
+        The commitment term ``beta * mean((z - sg c_k)^2)`` over the valid rows' entries (``0``
+        without valid rows): add it to the training loss; the codebook needs no loss.
+    """
+
+    values: Any
+    indices: Any
+    perplexity: Any
+    loss: Any
+
+
+class GumbelState(NamedTuple):
+    """State of a Gumbel-softmax layer: only its codebook, trained by gradient (a pytree in
+    JAX).
+
+    Attributes
+    ----------
+    codebook : array, shape (K, D)
+        The codewords.
+    """
+
+    codebook: Any

@@ -15,7 +15,15 @@ output and a new state, built from the functions above.
 
 from __future__ import annotations
 
-from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
+from diveq._types import (
+    EMALayerOutput,
+    EMAState,
+    LayerDraws,
+    LayerOutput,
+    Quantized,
+    SFLayerOutput,
+    SFQuantized,
+)
 from diveq.reference._baselines import (
     nsvq,
     nsvq_vjp,
@@ -44,6 +52,10 @@ from diveq.reference._composite_sf import (
     residual_sf_diveq_vjp,
 )
 from diveq.reference._diveq import diveq, diveq_vjp
+from diveq.reference._ema import ema_init, ema_statistics, ema_update
+from diveq.reference._ema_layer import EMAVQ
+from diveq.reference._gumbel import gumbel_softmax, gumbel_softmax_vjp
+from diveq.reference._gumbel_layer import GumbelState, GumbelVQ
 from diveq.reference._layer_state import LayerState
 from diveq.reference._layers import DiVeQ, ProductDiVeQ, ResidualDiVeQ, SFDiVeQ
 from diveq.reference._replacement import dead_codes, replace_dead_codes
@@ -74,6 +86,7 @@ __all__ = [
     "ste",
     "nsvq",
     "rotation_trick",
+    "gumbel_softmax",
     "commitment_loss",
     # vector-Jacobian products
     "diveq_vjp",
@@ -85,6 +98,7 @@ __all__ = [
     "ste_vjp",
     "nsvq_vjp",
     "rotation_trick_vjp",
+    "gumbel_softmax_vjp",
     "commitment_loss_vjp",
     # training state
     "code_usage",
@@ -93,12 +107,21 @@ __all__ = [
     "dead_codes",
     "replace_dead_codes",
     "warmup_codebook",
+    # the EMA codebook
+    "EMAState",
+    "EMAVQ",
+    "EMALayerOutput",
+    "ema_init",
+    "ema_statistics",
+    "ema_update",
     # layers
     "DiVeQ",
     "SFDiVeQ",
     "ProductDiVeQ",
     "ResidualDiVeQ",
+    "GumbelVQ",
     "LayerState",
+    "GumbelState",
     "LayerDraws",
     "LayerOutput",
     "SFLayerOutput",

@@ -18,11 +18,24 @@ this module imports none of them).
 
 from __future__ import annotations
 
-from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
+from diveq._types import (
+    EMALayerOutput,
+    EMAState,
+    GumbelState,
+    LayerDraws,
+    LayerOutput,
+    Quantized,
+    SFLayerOutput,
+    SFQuantized,
+)
 from diveq.backends.jax._api import (
     code_usage,
     commitment_loss,
     diveq,
+    ema_init,
+    ema_statistics,
+    ema_update,
+    gumbel_softmax,
     nearest,
     nsvq,
     perplexity,
@@ -40,6 +53,8 @@ from diveq.backends.jax._api import (
     sf_quantize,
     ste,
 )
+from diveq.backends.jax._ema_layer import EMAVQ
+from diveq.backends.jax._gumbel import GumbelVQ
 from diveq.backends.jax._layers import DiVeQ, ProductDiVeQ, ResidualDiVeQ, SFDiVeQ
 from diveq.backends.jax._state import (
     CompositeState,
@@ -49,8 +64,13 @@ from diveq.backends.jax._state import (
 )
 
 __all__ = [
+    "EMALayerOutput",
+    "EMAState",
+    "EMAVQ",
     "CompositeState",
     "DiVeQ",
+    "GumbelState",
+    "GumbelVQ",
     "LayerDraws",
     "LayerOutput",
     "ProductDiVeQ",
@@ -63,6 +83,10 @@ __all__ = [
     "code_usage",
     "commitment_loss",
     "diveq",
+    "ema_init",
+    "ema_statistics",
+    "ema_update",
+    "gumbel_softmax",
     "merge_params",
     "nearest",
     "nsvq",

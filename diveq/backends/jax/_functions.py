@@ -24,6 +24,7 @@ import numpy as np
 
 from diveq.core._bind import bind
 from diveq.core._faces import Idiom
+from diveq.core._fused import route
 
 __all__ = ["FUNCTIONS", "IDIOM", "draw_dtype", "sample"]
 
@@ -50,7 +51,8 @@ def sample(
     requests: list[tuple[str, tuple[int, ...]]],
     like: jax.Array,
 ) -> list[jax.Array]:
-    """One standard-normal (``"normal"``) or ``[0, 1)`` (``"uniform"``) array per request.
+    """One standard-normal (``"normal"``), ``[0, 1)`` (``"uniform"``) or standard Gumbel
+    (``"gumbel"``) array per request.
 
     ``rng`` is the caller's ``key`` (a :func:`jax.random.key`), split into one subkey per
     request.
@@ -61,22 +63,22 @@ def sample(
         If ``rng`` (the caller's ``key``) is ``None``.
     """
     if rng is None:
-        wanted = ", ".join(
-            f"`{'noise' if kind == 'normal' else 'dither'}` of shape {shape}"
-            for kind, shape in requests
-        )
+        wanted = ", ".join(f"`{_DRAW_NAMES[kind]}` of shape {shape}" for kind, shape in requests)
         raise ValueError(
             f"`key` is required to sample {wanted}: pass key=jax.random.key(seed) "
-            "or the draws explicitly (noise=, dither=), or use noise_std=0 for the "
+            "or the draws explicitly (noise=, dither=, gumbel=), or use noise_std=0 for the "
             "deterministic variant"
         )
     dtype = draw_dtype(like)
     keys = jax.random.split(rng, len(requests))
     out = []
     for sub, (kind, shape) in zip(keys, requests, strict=True):
-        draw = jax.random.normal if kind == "normal" else jax.random.uniform
-        out.append(draw(sub, shape, dtype=dtype))
+        out.append(_DRAWS[kind](sub, shape, dtype=dtype))
     return out
+
+
+_DRAW_NAMES = {"normal": "noise", "uniform": "dither", "gumbel": "gumbel"}
+_DRAWS = {"normal": jax.random.normal, "uniform": jax.random.uniform, "gumbel": jax.random.gumbel}
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -91,7 +93,7 @@ def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(*args, **kwargs)
-        arrays = {k: v for k, v in bound.arguments.items() if isinstance(v, _ARRAYS)}
+        arrays = {k: v for k, v in bound.arguments.items() if _is_arrays(v)}
         static = tuple((k, v) for k, v in bound.arguments.items() if k not in arrays)
         try:
             hash(static)
@@ -105,7 +107,18 @@ def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
 _ARRAYS = (jax.Array, np.ndarray)
 
 
-FUNCTIONS: dict[str, Callable[..., Any]] = {
-    name: _compiled(fn)
-    for name, fn in bind(IDIOM, sample=sample, stop_gradient=jax.lax.stop_gradient).items()
-}
+def _is_arrays(value: Any) -> bool:
+    """An array, or a tuple of arrays (a state such as ``EMAState``): traced, not static."""
+    if isinstance(value, tuple) and value:
+        return all(isinstance(v, _ARRAYS) for v in value)
+    return isinstance(value, _ARRAYS)
+
+
+# chunk_size="fused" / "fused-interpret" opt into the Pallas kernels (docs: Performance).
+FUNCTIONS: dict[str, Callable[..., Any]] = route(
+    {
+        name: _compiled(fn)
+        for name, fn in bind(IDIOM, sample=sample, stop_gradient=jax.lax.stop_gradient).items()
+    },
+    "diveq.backends.jax._pallas_search",
+)

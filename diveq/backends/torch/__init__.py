@@ -16,11 +16,23 @@ input.
 
 from __future__ import annotations
 
-from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
+from diveq._types import (
+    EMALayerOutput,
+    EMAState,
+    LayerDraws,
+    LayerOutput,
+    Quantized,
+    SFLayerOutput,
+    SFQuantized,
+)
 from diveq.backends.torch._api import (
     code_usage,
     commitment_loss,
     diveq,
+    ema_init,
+    ema_statistics,
+    ema_update,
+    gumbel_softmax,
     nearest,
     nsvq,
     perplexity,
@@ -38,11 +50,17 @@ from diveq.backends.torch._api import (
     sf_quantize,
     ste,
 )
+from diveq.backends.torch._ema_layer import EMAVQ
+from diveq.backends.torch._gumbel import GumbelVQ
 from diveq.backends.torch._layers import DiVeQ, SFDiVeQ
 from diveq.backends.torch._layers_composite import ProductDiVeQ, ResidualDiVeQ
 
 __all__ = [
+    "EMALayerOutput",
+    "EMAState",
+    "EMAVQ",
     "DiVeQ",
+    "GumbelVQ",
     "LayerDraws",
     "LayerOutput",
     "ProductDiVeQ",
@@ -54,6 +72,10 @@ __all__ = [
     "code_usage",
     "commitment_loss",
     "diveq",
+    "ema_init",
+    "ema_statistics",
+    "ema_update",
+    "gumbel_softmax",
     "nearest",
     "nsvq",
     "perplexity",
