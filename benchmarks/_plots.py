@@ -1,4 +1,4 @@
-"""Plots of the sweep: time against K (fixed N) and against N (fixed K)."""
+"""Plot of the sweep: each case's time as a multiple of its floor, against N K, per D."""
 
 from __future__ import annotations
 
@@ -11,16 +11,23 @@ def plot_sweep(rows: list[dict[str, object]], args: argparse.Namespace) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, axis, fixed, other in ((axes[0], "k", "n", args.n), (axes[1], "n", "k", args.k)):
-        sel = [r for r in rows if r[fixed] == other]
-        for case in sorted({str(r["case"]) for r in sel}):
-            pts = sorted((int(r[axis]), float(r["seconds"])) for r in sel if r["case"] == case)
-            ax.loglog([p[0] for p in pts], [p[1] * 1e3 for p in pts], marker="o", label=case)
-        ax.set_xlabel(axis.upper())
-        ax.set_ylabel("ms per forward + backward")
-        ax.set_title(f"{fixed.upper()} = {other}, D = {args.d}")
+    dims = sorted({int(r["d"]) for r in rows})  # type: ignore[call-overload]
+    fig, axes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 4), squeeze=False)
+    cases = sorted({str(r["case"]) for r in rows if "x_floor" in r})
+    for ax, d in zip(axes[0], dims, strict=True):
+        for case in cases:
+            pts = sorted(
+                (int(r["n"]) * int(r["k"]), float(r["x_floor"]))  # type: ignore[call-overload, arg-type]
+                for r in rows
+                if r["case"] == case and int(r["d"]) == d and "x_floor" in r  # type: ignore[call-overload]
+            )
+            if pts:
+                ax.loglog([p[0] for p in pts], [p[1] for p in pts], marker="o", ls="", label=case)
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_xlabel("N K")
+        ax.set_ylabel("time / floor (median per round)")
+        ax.set_title(f"D = {d}")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=7)
+    axes[0][0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(args.out / "sweep.png", dpi=120)

@@ -42,6 +42,25 @@ def floor(t: dict[str, torch.Tensor]) -> Case:
     return run
 
 
+def floor_books(t: dict[str, torch.Tensor], books: str) -> Case:
+    """The floor of a composite: its ``M`` bare searches (blocks of ``z`` for ``"product"``,
+    all of ``z`` for ``"residual"``, whose stages search rows of the same size)."""
+    cbs = t[books]
+    m, _, width = cbs.shape
+    z = t["z"]
+    parts = [z[:, j * width : (j + 1) * width] for j in range(m)] if books == "product" else [z] * m
+    bias = [(c * c).sum(1) for c in cbs]
+
+    def run() -> object:
+        with torch.no_grad():
+            return [
+                torch.addmm(b, x, c.t(), beta=1, alpha=-2).argmin(1)
+                for x, c, b in zip(parts, cbs, bias, strict=True)
+            ]
+
+    return run
+
+
 def ours(name: str, t: dict[str, torch.Tensor], books: str = "codebook") -> Case:
     """``dq.<name>`` forward + backward w.r.t. ``z`` and the codebook(s)."""
     fn = getattr(dq, name)

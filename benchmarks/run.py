@@ -1,16 +1,21 @@
-"""Side-by-side benchmark: our estimators against the floor and the alternatives.
+"""Side-by-side benchmark: our functions and layers against the floor, each other and the peers.
 
-Times one forward + backward per case, interleaved in one process, and prints medians and
-ratios to the floor (the bare ``addmm`` + ``argmin`` search without gradient). Writes a CSV and
-plots of time against K and N. ``make bench`` installs the peers and runs it.
+Times one forward + backward per case (for layers: the train call, state update included),
+interleaved in one process, and prints medians and per-round ratios -- to the floor (the bare
+``addmm`` + ``argmin`` search without gradient; for composites, their ``M`` bare searches), to
+the function a layer runs, and to the official layer -- with their quartiles. ``--sweep`` then
+repeats the function cases over a grid of sizes. Writes a CSV and a plot. ``make bench`` installs
+the peers and runs it.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import os
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -18,46 +23,102 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch
 
 from benchmarks import _torch_cases as tc
-from benchmarks._timing import interleaved
+from benchmarks import _torch_layers as tl
+from benchmarks._kinds import FUNCTIONS, KINDS
+from benchmarks._report import Baselines, fieldnames, rows, table
+from benchmarks._timing import interleaved, median
+
+#: ``--sweep full`` (what ``make bench`` runs) and ``--sweep small``: K x D x N.
+GRIDS = {
+    "full": ((256, 1024, 4096, 16384), (16, 64, 256), (4096, 16384, 65536)),
+    "small": ((256, 4096), (64,), (4096, 16384)),
+}
+#: The peers materialise the N x K scores (several times): skipped above this many entries.
+PEER_SCORES = 1 << 28
+#: The function cases of a sweep point.
+SWEPT = ("diveq", "sf_diveq", "product_diveq", "residual_diveq")
 
 
-def torch_cases(t: dict[str, torch.Tensor]) -> dict[str, object]:
-    cases = {
-        "torch floor": tc.floor(t),
-        "torch diveq": tc.ours("diveq", t),
-        "torch sf_diveq": tc.ours("sf_diveq", t),
-        "torch product_diveq": tc.ours("product_diveq", t, "product"),
-        "torch residual_diveq": tc.ours("residual_diveq", t, "residual"),
-        "official DIVEQ": tc.official(t),
-        "official SFDIVEQ": tc.official(t, space_filling=True),
-        "vqtorch directional": tc.vqtorch(t, "directional"),
-        "vqtorch rotation": tc.vqtorch(t, "rotation"),
-    }
-    return {name: fn for name, fn in cases.items() if fn is not None}
+def _floor_of(fn: str) -> str:
+    books = FUNCTIONS[fn]
+    return "floor" if books == "codebook" else f"{books} floor"
 
 
-def measure(
-    n: int, d: int, k: int, rounds: int, with_jax: bool, device: str = "cpu"
-) -> dict[str, float]:
-    t = tc.data(n, d, k, device=device)
-    cases = torch_cases(t)
-    if with_jax:
+def build(
+    t: dict[str, torch.Tensor],
+    *,
+    functions: tuple[str, ...],
+    layers: bool,
+    peers: bool,
+    jax: tuple[str, ...] | None,
+    jax_layers: tuple[str, ...] = (),
+) -> tuple[dict[str, object], Baselines]:
+    """The cases of one size and the baselines each is compared with."""
+    cases: dict[str, object] = {"torch floor": tc.floor(t)}
+    base: Baselines = {}
+    for books in {FUNCTIONS[f] for f in functions} - {"codebook"}:
+        cases[f"torch {books} floor"] = tc.floor_books(t, books)
+    official = {kind.function: kind.official for kind in KINDS if kind.official}
+    for fn in functions:
+        cases[f"torch {fn}"] = tc.ours(fn, t, FUNCTIONS[fn])
+        base[f"torch {fn}"] = {"floor": f"torch {_floor_of(fn)}"}
+        if peers and fn in official:
+            base[f"torch {fn}"]["official"] = f"official {official[fn]}"
+    if layers:
+        for kind in KINDS:
+            name = f"torch {kind.name} layer"
+            cases[name] = tl.ours(kind, t)
+            books = "floor" if not kind.composite else f"{kind.books} floor"
+            base[name] = {"floor": f"torch {books}"}
+            if kind.function:
+                base[name]["function"] = f"torch {kind.function}"
+            if peers and kind.official:
+                base[name]["official"] = f"official {kind.official}"
+    if peers:
+        for kind in KINDS:
+            if kind.official and (layers or kind.function in functions):
+                case = tl.official(kind, t)
+                if case is not None:
+                    cases[f"official {kind.official}"] = case
+                    books = "floor" if not kind.composite else f"{kind.books} floor"
+                    base[f"official {kind.official}"] = {"floor": f"torch {books}"}
+        for flavour in ("directional", "rotation"):
+            case = tc.vqtorch(t, flavour)
+            if case is not None:
+                cases[f"vqtorch {flavour}"] = case
+                base[f"vqtorch {flavour}"] = {"floor": "torch floor"}
+    if jax is not None:
         from benchmarks._jax_cases import cases as jax_cases
 
-        cases.update(jax_cases({name: v.cpu().numpy() for name, v in t.items()}))
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    return interleaved(cases, rounds=rounds, sync=sync)  # type: ignore[arg-type]
+        arrays = {name: v.cpu().numpy() for name, v in t.items()}
+        wanted = {"jax floor", "jax product floor", "jax residual floor"}
+        wanted |= {f"jax {fn}" for fn in jax} | {f"jax {k} layer" for k in jax_layers}
+        for name, case in jax_cases(arrays, layers=bool(jax_layers)).items():
+            if name in wanted:
+                cases[name] = case
+        for fn in jax:
+            base[f"jax {fn}"] = {"floor": f"jax {_floor_of(fn)}"}
+        for kind in KINDS:
+            name = f"jax {kind.name} layer"
+            if name in cases:
+                books = "floor" if not kind.composite else f"{kind.books} floor"
+                base[name] = {"floor": f"jax {books}"}
+                if kind.function:
+                    base[name]["function"] = f"jax {kind.function}"
+    # a composite's floor only where a composite is timed
+    floors = {b.get("floor") for b in base.values()}
+    for name in [c for c in cases if c.endswith(("product floor", "residual floor"))]:
+        if name not in floors:
+            del cases[name]
+    return cases, base
 
 
-def report(times: dict[str, float]) -> None:
-    floor = times["torch floor"]
-    jfloor = times.get("jax floor")
-    official = times.get("official DIVEQ")
-    print(f"{'case':<24} {'median ms':>10} {'x floor':>8} {'x official':>10}")
-    for name, sec in times.items():
-        base = jfloor if name.startswith("jax") and jfloor else floor
-        vs_official = f"{sec / official:10.2f}" if official and name.startswith("torch") else ""
-        print(f"{name:<24} {sec * 1e3:10.1f} {sec / base:8.2f} {vs_official:>10}")
+def measure(args: argparse.Namespace, n: int, d: int, k: int, rounds: int, **what: object):
+    t = tc.data(n, d, k, device=args.device)
+    cases, base = build(t, **what)  # type: ignore[arg-type]
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    samples = interleaved(cases, rounds=rounds, sync=sync)  # type: ignore[arg-type]
+    return rows({"n": n, "d": d, "k": k}, samples, base), samples
 
 
 def main() -> None:
@@ -65,11 +126,17 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=16384)
     parser.add_argument("--d", type=int, default=64)
     parser.add_argument("--k", type=int, default=1024)
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-jax", action="store_true")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
-    parser.add_argument("--sweep", action="store_true", help="also time against K and N")
+    parser.add_argument(
+        "--sweep",
+        nargs="?",
+        const="full",
+        choices=sorted(GRIDS),
+        help="also time the functions over a grid of K x D x N (default grid: full)",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for the test suite")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
@@ -77,38 +144,82 @@ def main() -> None:
     os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
     if args.smoke:
         args.n, args.d, args.k, args.rounds = 256, 8, 32, 2
-    with_jax = not args.no_jax
     print(
         f"N={args.n} D={args.d} K={args.k} float32, {args.device}, {args.threads} threads, "
         f"{args.rounds} interleaved rounds, torch {torch.__version__}"
     )
-    times = measure(args.n, args.d, args.k, args.rounds, with_jax, args.device)
-    report(times)
+    jax_fns = None if args.no_jax else (("diveq", "sf_diveq") if args.smoke else tuple(FUNCTIONS))
+    jax_layers = () if args.no_jax else tuple(k.name for k in KINDS[: 1 if args.smoke else None])
+    result, samples = measure(
+        args,
+        args.n,
+        args.d,
+        args.k,
+        args.rounds,
+        functions=tuple(FUNCTIONS),
+        layers=True,
+        peers=True,
+        jax=jax_fns,
+        jax_layers=jax_layers,
+    )
+    print(table(result))
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = [
-        {"n": args.n, "d": args.d, "k": args.k, "case": c, "seconds": s} for c, s in times.items()
-    ]
     if args.sweep:
-        rows += sweep(args)
+        result += sweep(args, samples)
     with open(args.out / "times.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["n", "d", "k", "case", "seconds"])
+        writer = csv.DictWriter(f, fieldnames=fieldnames())
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(result)
     print(f"wrote {args.out / 'times.csv'}")
 
 
-def sweep(args: argparse.Namespace) -> list[dict[str, object]]:
+def estimate(args: argparse.Namespace, samples: dict[str, list[float]], grid) -> float:
+    """Seconds the sweep should take, scaled from this run's times at the main point: the
+    searches grow as ``N K D``, the rest as ``N D`` (a guide, not a promise, under load)."""
+    swept = [n for n in samples if n.split(" ", 1)[-1] in SWEPT or "floor" in n]
+    swept += [n for n in samples if n.startswith(("official DIVEQ", "vqtorch"))]
+    floor = median(samples["torch floor"])
+    total = sum(median(samples[n]) for n in swept)
+    searches = floor * (len(swept) + 6)  # a residual case searches M = 4 times
+    rest = max(total - searches, 0.0)
+    calls = max(3, args.rounds // 3) + 2
+    seconds = 0.0
+    for k, d, n in itertools.product(*GRIDS[args.sweep]):
+        seconds += calls * (
+            searches * (n * k * d) / (args.n * args.k * args.d) + rest * (n * d) / (args.n * args.d)
+        )
+    return seconds
+
+
+def sweep(args: argparse.Namespace, samples: dict[str, list[float]]) -> list[dict[str, object]]:
     from benchmarks._plots import plot_sweep
 
-    rows: list[dict[str, object]] = []
-    for k in (256, 512, 1024, 2048, 4096):
-        for case, sec in measure(args.n, args.d, k, max(3, args.rounds // 3), False).items():
-            rows.append({"n": args.n, "d": args.d, "k": k, "case": case, "seconds": sec})
-    for n in (4096, 8192, 16384, 32768, 65536):
-        for case, sec in measure(n, args.d, args.k, max(3, args.rounds // 3), False).items():
-            rows.append({"n": n, "d": args.d, "k": args.k, "case": case, "seconds": sec})
-    plot_sweep(rows, args)
-    return rows
+    grid = GRIDS[args.sweep]
+    points = list(itertools.product(*grid))
+    print(
+        f"\nsweep '{args.sweep}': {len(points)} points (K x D x N = "
+        f"{' x '.join(str(list(g)) for g in grid)}), estimated "
+        f"{estimate(args, samples, grid) / 60:.0f} min from the times above"
+    )
+    rows_: list[dict[str, object]] = []
+    start = time.perf_counter()
+    for k, d, n in points:
+        result, _ = measure(
+            args,
+            n,
+            d,
+            k,
+            max(3, args.rounds // 3),
+            functions=SWEPT,
+            layers=False,
+            peers=n * k <= PEER_SCORES,
+            jax=None if args.no_jax else ("diveq", "sf_diveq"),
+        )
+        print(f"\nN={n} D={d} K={k} ({time.perf_counter() - start:.0f} s so far)")
+        print(table(result))
+        rows_ += result
+    plot_sweep(rows_, args)
+    return rows_
 
 
 if __name__ == "__main__":

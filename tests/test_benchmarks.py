@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,13 @@ def test_benchmark_smoke(tmp_path):
         timeout=300,
         check=True,
     )
-    for case in ("torch floor", "torch diveq", "torch sf_diveq", "jax floor", "jax diveq"):
+    cases = ("torch floor", "torch diveq", "torch sf_diveq", "jax floor", "jax diveq")
+    layers = ("torch DiVeQ layer", "torch ResidualDiVeQ SF warm-up layer", "jax DiVeQ layer")
+    for case in cases + layers:
         assert case in result.stdout
-    assert (tmp_path / "times.csv").read_text().startswith("n,d,k,case,seconds")
+    with open(tmp_path / "times.csv", newline="") as f:
+        written = {row["case"]: row for row in csv.DictReader(f)}
+    # every layer is compared with the function it runs, on the same input
+    assert float(written["torch DiVeQ layer"]["x_function"]) > 0
+    assert float(written["jax DiVeQ layer"]["x_function"]) > 0
+    assert written["torch floor"]["x_floor"] == ""
