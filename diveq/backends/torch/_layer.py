@@ -232,8 +232,9 @@ class Quantizer(nn.Module):
                 "or load it into the diveq.compat.official classes"
             )
         extra = state_dict.get(prefix + "_extra_state")
-        if isinstance(extra, dict) and "train_calls" in extra and prefix + "calls" not in state_dict:
-            # Format 1 (diveq <= 0.x, the count in the extra state): the same state, laid out anew.
+        old = isinstance(extra, dict) and "train_calls" in extra
+        if old and prefix + "calls" not in state_dict:
+            # Format 1 (the count in the extra state): the same state, laid out anew.
             state_dict[prefix + "calls"] = torch.tensor(int(extra["train_calls"]))
         calls = state_dict.get(prefix + "calls")
         if isinstance(extra, dict) and "layer" in extra and calls is not None:
