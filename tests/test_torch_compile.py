@@ -173,3 +173,21 @@ def test_estimators_compile_to_one_graph_without_host_syncs(name):
     got = grads(torch.compile(forward, fullgraph=True, backend="aot_eager"))
     for a, b in zip(got, grads(forward), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_draws_compile_with_dynamic_shapes():
+    """torch's default generator draws under symbolic shapes: a second batch size recompiles
+    once, dynamically, instead of failing."""
+    torch._dynamo.reset()
+    books = torch.randn(5, 4, generator=_gen(1))
+
+    def forward(z):
+        return dq.diveq(z, books, noise_std=1e-2).values
+
+    step = torch.compile(forward, fullgraph=True, backend="aot_eager", dynamic=True)
+    for n in (3, 7):
+        z = torch.randn(n, 4, generator=_gen(n))
+        torch.manual_seed(n)
+        got = step(z)
+        torch.manual_seed(n)
+        torch.testing.assert_close(got, forward(z))

@@ -45,10 +45,12 @@ def sample(
     (``None``: torch's default generator); never synchronises.
     """
     dtype = draw_dtype(like)
+    # no `generator=None`: under torch.compile that overload refuses symbolic (dynamic) shapes
+    kw = {} if rng is None else {"generator": rng}
     out = []
     for kind, shape in requests:
         draw = torch.randn if kind == "normal" else torch.rand
-        out.append(draw(shape, generator=rng, device=like.device, dtype=dtype))
+        out.append(draw(shape, device=like.device, dtype=dtype, **kw))
     return out
 
 
