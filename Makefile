@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint docs docs-check chromium release stubs bench clean
+.PHONY: demo experiments test lint docs docs-check chromium release stubs bench clean
 
 # The peers the tests and benchmarks compare with: vector-quantize-pytorch (pinned, with the
 # pinned torch), and the official diveq 0.1.3, whose import name is ours: its wheel is unpacked
@@ -23,10 +23,19 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 demo: $(STAMP)
 	$(PY) examples/compress.py
 
+# The evidence study (experiments/README.md): trains every run that has no row yet in
+# experiments/results/runs.csv (resumable: interrupt and rerun at will), then writes the tables
+# and figures of the docs' Evidence page to docs/evidence/. Hours on 2 cores; EXPERIMENTS_ARGS
+# passes options, e.g. EXPERIMENTS_ARGS="--parts main --jobs 2".
+experiments: $(STAMP)
+	$(PY) -m experiments.run $(EXPERIMENTS_ARGS)
+	$(PY) -m experiments.analyze
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check diveq tests examples benchmarks docs
-	$(VENV)/bin/ruff format --check diveq tests examples benchmarks docs
+	$(VENV)/bin/ruff check diveq tests examples benchmarks docs experiments
+	$(VENV)/bin/ruff format --check diveq tests examples benchmarks docs experiments
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy experiments
 
 test: lint chromium
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -n 2 --durations=10 $(PYTEST_ARGS)

@@ -1,4 +1,5 @@
-"""One prepared GPU check: CUDA conformance, sync-free layer steps, peak memory at scale.
+"""One prepared GPU check: CUDA conformance, sync-free layer steps, peak memory at scale, and the
+fused search kernels (``fused_check.py``: their conformance on CUDA and one timing table).
 
 Run on a machine with a GPU (``python benchmarks/device_check.py``); prints everything it
 measures. Not part of the test suite: CI has no GPU.
@@ -93,7 +94,14 @@ if __name__ == "__main__":
     print(torch.__version__, torch.cuda.get_device_name(), flush=True)
     import sys
 
-    parts = {"conformance": conformance, "layer_steps": layer_steps, "at_scale": at_scale}
+    from fused_check import main as fused  # the opt-in fused search kernels
+
+    parts = {
+        "conformance": conformance,
+        "layer_steps": layer_steps,
+        "at_scale": at_scale,
+        "fused": fused,
+    }
     for part in [parts[name] for name in (sys.argv[1:] or parts)]:
         start = time.perf_counter()
         try:

@@ -12,11 +12,21 @@ implementation by import path:
 
 from __future__ import annotations
 
-from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
+from diveq._types import (
+    EMALayerOutput,
+    EMAState,
+    LayerDraws,
+    LayerOutput,
+    Quantized,
+    SFLayerOutput,
+    SFQuantized,
+)
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "EMALayerOutput",
+    "EMAState",
     "LayerDraws",
     "LayerOutput",
     "Quantized",

@@ -10,16 +10,17 @@ may differ. Only Python scalars; no framework is imported.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from diveq._layer_spec import LayerSpec
 
-__all__ = ["check_checkpoint", "describe", "layer_kind"]
+__all__ = ["check_checkpoint", "describe", "from_signature", "layer_kind", "signature"]
 
 #: Version of the checkpoint layout; a newer one is refused with a clear error. 2: the torch
 #: layers keep the call count in a ``calls`` buffer and the SF warm-up rows in one fixed-capacity
-#: tensor (format 1, the count and per-call row lists in the extra state, still loads).
+#: tensor (their format-1 checkpoints, the count and per-call row lists in the extra state, still
+#: load); the JAX state is unchanged (format-1 signatures fit).
 FORMAT = 2
 
 _NAMES = {"single": "DiVeQ", "product": "ProductDiVeQ", "residual": "ResidualDiVeQ"}
@@ -50,12 +51,47 @@ def describe(spec: LayerSpec) -> dict[str, Any]:
     }
 
 
+#: The layer kinds in the order of their codes in :func:`signature`.
+_KINDS = (
+    "DiVeQ",
+    "SFDiVeQ",
+    "ProductDiVeQ",
+    "ProductDiVeQ(space_filling=True)",
+    "ResidualDiVeQ",
+    "ResidualDiVeQ(space_filling=True)",
+)
+_CODED = ("num_codebooks", "num_codes", "dim", "replacement_iters", "skip_iters", "avg_iters")
+
+
+def signature(spec: LayerSpec) -> tuple[int, ...]:
+    """:func:`describe` as integers (for array-only checkpoints, e.g. the JAX layer state):
+    the format, the kind's code, then :data:`_CODED` (``-1`` for ``replacement_iters=None``)."""
+    values = describe(spec)
+    coded = [-1 if values[name] is None else int(values[name]) for name in _CODED]
+    return (FORMAT, _KINDS.index(values["kind"]), *coded)
+
+
+def from_signature(codes: Sequence[int]) -> dict[str, Any]:
+    """Inverse of :func:`signature`: the :func:`describe` mapping; ``ValueError`` if ``codes``
+    is not a signature this version can read."""
+    codes = [int(c) for c in codes]
+    if len(codes) != 2 + len(_CODED) or not 0 <= codes[1] < len(_KINDS):
+        raise ValueError(f"not a diveq layer signature: {codes}")
+    saved: dict[str, Any] = {"format": codes[0], "kind": _KINDS[codes[1]]}
+    saved.update(zip(_CODED, codes[2:], strict=True))
+    if saved["replacement_iters"] < 0:
+        saved["replacement_iters"] = None
+    return saved
+
+
 def _warmup_done(skip_iters: int, calls: int) -> bool:
     """Whether ``calls`` train-mode calls have finished an SF warm-up of ``skip_iters``."""
     return skip_iters < 2 or calls >= skip_iters - 1
 
 
-def check_checkpoint(spec: LayerSpec, saved: Mapping[str, Any], calls: int) -> None:
+def check_checkpoint(
+    spec: LayerSpec, saved: Mapping[str, Any], calls: int, fix: str = _FIX
+) -> None:
     """Raise ``ValueError`` if a checkpoint written by the layer ``saved`` (:func:`describe`),
     after ``calls`` train-mode calls, would change meaning in a layer built as ``spec``.
 
@@ -82,11 +118,11 @@ def check_checkpoint(spec: LayerSpec, saved: Mapping[str, Any], calls: int) -> N
                 f"{name} = {getattr(spec, name)}"
             )
     if spec.space_filling:
-        _check_warmup(spec, saved, calls)
-    _check_window(spec, saved, calls)
+        _check_warmup(spec, saved, calls, fix)
+    _check_window(spec, saved, calls, fix)
 
 
-def _check_warmup(spec: LayerSpec, saved: Mapping[str, Any], calls: int) -> None:
+def _check_warmup(spec: LayerSpec, saved: Mapping[str, Any], calls: int, fix: str) -> None:
     old = (saved["skip_iters"], saved["avg_iters"])
     new = (spec.skip_iters, spec.avg_iters)
     if old == new or calls == 0:
@@ -101,11 +137,11 @@ def _check_warmup(spec: LayerSpec, saved: Mapping[str, Any], calls: int) -> None
     raise ValueError(
         f"the checkpoint was saved at train call {calls}, {where}, with skip_iters = {old[0]}, "
         f"avg_iters = {old[1]}; this layer has skip_iters = {new[0]}, avg_iters = {new[1]}, so "
-        f"{effect}: " + _FIX.format(name=name, new=value)
+        f"{effect}: " + fix.format(name=name, new=value)
     )
 
 
-def _check_window(spec: LayerSpec, saved: Mapping[str, Any], calls: int) -> None:
+def _check_window(spec: LayerSpec, saved: Mapping[str, Any], calls: int, fix: str) -> None:
     old, new = saved["replacement_iters"], spec.replacement_iters
     if old == new or new is None or not spec.replaces:
         return
@@ -119,5 +155,5 @@ def _check_window(spec: LayerSpec, saved: Mapping[str, Any], calls: int) -> None
         f"the checkpoint was saved at train call {calls} with replacement_iters = {old}, its "
         f"usage counters covering {counted}; this layer has replacement_iters = {new}, so the "
         "next dead-code judgement would mix two windows: "
-        + _FIX.format(name="replacement_iters", new=new)
+        + fix.format(name="replacement_iters", new=new)
     )

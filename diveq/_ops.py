@@ -77,10 +77,12 @@ PARAMS: dict[str, Param] = {
         "Standard-normal draws ``xi``. Drawn with ``{rng}`` when needed and not given.",
     ),
     "chunk_size": Param(
-        "int | None",
-        "int, optional",
+        "int | str | None",
+        "int or str, optional",
         "Rows per tile of the distance computation, which bounds its memory; ``None`` picks a "
-        "size for the device.",
+        "size for the device. ``nearest``, ``quantize`` and ``sf_quantize`` also take "
+        '``"fused"`` (the opt-in fused GPU search kernel) and ``"fused-interpret"`` (the same '
+        "kernel in the framework's interpreter); see the docs' Performance page.",
     ),
     "indices": Param(
         "{array}",
@@ -90,6 +92,22 @@ PARAMS: dict[str, Param] = {
     ),
     "num_codes": Param("int", "int", "``K >= 1``.", REQUIRED),
     "beta": Param("float", "float, default 0.25", "Weight of the commitment term.", 0.25),
+    # the EMA codebook
+    "state": Param(
+        "EMAState",
+        "EMAState",
+        "``(codebook (K, D), cluster_size (K,), embed_sum (K, D))`` before the step.",
+        REQUIRED,
+    ),
+    "counts": Param(
+        "{array}",
+        "{array}, shape (K,)",
+        "Rows per code of the call (``ema_statistics``), summed over data-parallel workers.",
+        REQUIRED,
+    ),
+    "sums": Param("{array}", "{array}, shape (K, D)", "The sum of those rows per code.", REQUIRED),
+    "decay": Param("float", "float, default 0.99", "EMA decay in ``[0, 1]``.", 0.99),
+    "eps": Param("float", "float, default 1e-5", "Laplace smoothing ``>= 0`` of the sizes.", 1e-5),
 }
 
 _BOOK_SHAPES = {"single": "(K, D)", "product": "(M, K, D / M)", "residual": "(M, K, D)"}
@@ -136,6 +154,8 @@ class Op:
     expect : tuple of str
         ``(expression, its repr)`` for the Examples section, run on ``z = [[0.25, 0.75]]`` and
         small codebooks on which every selection is clear; empty: derived (the indices).
+    errors : tuple of tuple of str
+        ``(exception name, condition)`` added to the Raises section.
     """
 
     name: str
@@ -150,6 +170,7 @@ class Op:
     returns: tuple[str, ...] = ()
     docs: tuple[tuple[str, str, str], ...] = ()
     expect: tuple[str, ...] = ()
+    errors: tuple[tuple[str, str], ...] = ()
 
     @property
     def min_codes(self) -> int:
@@ -311,7 +332,55 @@ OPS: tuple[Op, ...] = (
     ),
 )
 
-#: Every public function: :data:`OPS`, then the loss and the usage statistics.
+_EMA_STATE = "EMAState", "EMAState"
+#: The EMA codebook (van den Oord et al. 2017; Razavi et al. 2019): state, statistics, update.
+_EMA: tuple[Op, ...] = (
+    _op(
+        "ema_init",
+        "The EMA state of a fresh codebook: every code as if hit once, at its own position.",
+        params=("codebook",),
+        returns=(*_EMA_STATE, "``codebook``, ``cluster_size = 1`` and ``embed_sum = codebook``."),
+        expect=("dq.ema_init({array}([[0.0], [1.0]])).cluster_size.tolist()", "[1.0, 1.0]"),
+        errors=(("ValueError", "``codebook`` is not ``(K, D)``"),),
+    ),
+    _op(
+        "ema_statistics",
+        "Per-code row counts and row sums of one call; rows with index ``-1`` are left out.",
+        params=("z", "indices", "num_codes"),
+        returns=(
+            "tuple[{array}, {array}]",
+            "tuple of {array}",
+            "``counts`` ``(K,)`` and ``sums`` ``(K, D)`` of the rows with each code, in the "
+            "dtype of ``z`` (at least float32).",
+        ),
+        docs=(
+            (
+                "indices",
+                "{array} of int, shape z.shape[:-1]",
+                "The code of each row in ``[-1, K)``; rows with ``-1`` may hold anything.",
+            ),
+        ),
+        expect=("dq.ema_statistics(z, dq.nearest(z, codebook), 2)[0].tolist()", "[1.0, 0.0]"),
+    ),
+    _op(
+        "ema_update",
+        "One EMA step of the codebook: moving averages, Laplace smoothing, ``c = m / N~``.",
+        params=("state", "counts", "sums", "*", "decay", "eps"),
+        returns=(*_EMA_STATE, "The new state (codes of smoothed size 0 keep their codeword)."),
+        expect=(
+            "dq.ema_update(dq.ema_init({array}([[0.0], [1.0]])), {array}([3.0, 0.0]), "
+            "{array}([[3.0], [0.0]]), decay=0.5, eps=0.0).codebook.tolist()",
+            "[[0.75], [1.0]]",
+        ),
+        errors=(
+            ("TypeError", "an array is not real floating or ``decay`` / ``eps`` not a number"),
+            ("ValueError", "the shapes do not fit ``(K, D)``, ``(K,)``, ``(K, D)``"),
+            ("ValueError", "``decay`` is outside ``[0, 1]`` or ``eps`` negative"),
+        ),
+    ),
+)
+
+#: Every public function: :data:`OPS`, then the loss, the usage statistics and the EMA codebook.
 FUNCTIONS: tuple[Op, ...] = (
     *OPS,
     _op(
@@ -350,6 +419,7 @@ FUNCTIONS: tuple[Op, ...] = (
         ),
         expect=("round(float(dq.perplexity({array}([0, 2, 2, -1]), 3)), 3)", "1.89"),
     ),
+    *_EMA,
 )
 
 OPS_BY_NAME: dict[str, Op] = {op.name: op for op in FUNCTIONS}

@@ -104,3 +104,39 @@ class LayerDraws(NamedTuple):
     dither: Any = None
     donors: Any = None
     perturbation: Any = None
+
+
+class EMAState(NamedTuple):
+    """State of an EMA codebook (van den Oord et al. 2017, appendix; Razavi et al. 2019).
+
+    Attributes
+    ----------
+    codebook : array, shape (K, D)
+        The codewords, ``embed_sum / smoothed(cluster_size)`` after every update.
+    cluster_size : array, shape (K,)
+        ``N``: exponential moving average of the rows assigned to each code.
+    embed_sum : array, shape (K, D)
+        ``m``: exponential moving average of the sum of the rows assigned to each code.
+    """
+
+    codebook: Any
+    cluster_size: Any
+    embed_sum: Any
+
+
+class EMALayerOutput(NamedTuple):
+    """What an EMA-codebook layer call returns (every backend and the reference).
+
+    Attributes
+    ----------
+    values, indices, perplexity : array
+        As in :class:`LayerOutput`: straight-through values ``z + sg(c_k - z)``.
+    loss : array, shape ()
+        The commitment term ``beta * mean((z - sg c_k)^2)`` over the valid rows' entries (``0``
+        without valid rows): add it to the training loss; the codebook needs no loss.
+    """
+
+    values: Any
+    indices: Any
+    perplexity: Any
+    loss: Any

@@ -101,7 +101,9 @@ html_theme_options = {
     "footer_end": [],
 }
 # Top-level pages without sub-pages get no "Section Navigation" sidebar (it would be empty).
-html_sidebars = {page: [] for page in ("index", "performance", "reliability", "migration")}
+html_sidebars = {
+    page: [] for page in ("index", "performance", "evidence", "reliability", "migration")
+}
 html_static_path = ["_static"]
 html_css_files = ["diveq.css"]
 html_show_sourcelink = False

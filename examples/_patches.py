@@ -43,8 +43,11 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
 
 
 def to_image(x: torch.Tensor) -> np.ndarray:
-    """float ``(N, 3, H, W)`` in ``[-0.5, 0.5]`` -> float64 ``(N, H, W, 3)`` in ``[0, 1]``."""
-    return (x.detach().clamp(-0.5, 0.5) + 0.5).permute(0, 2, 3, 1).double().numpy()
+    """float ``(N, C, H, W)`` in ``[-0.5, 0.5]`` -> float64 ``(N, H, W, C)`` in ``[0, 1]``
+    (signals ``(N, 1, L)`` -> ``(N, L)``)."""
+    x = x.detach().clamp(-0.5, 0.5) + 0.5
+    x = x.flatten(1) if x.ndim == 3 else x.permute(0, 2, 3, 1)
+    return x.double().numpy()
 
 
 def _grid(photo: np.ndarray, stride: int) -> np.ndarray:

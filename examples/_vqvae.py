@@ -14,7 +14,9 @@ from torch import nn
 import diveq.backends.torch as dq
 import diveq.core
 
-__all__ = ["METHODS", "VQVAE", "make_quantizer"]
+__all__ = ["INITS", "METHODS", "VQVAE", "Autoencoder", "Baseline", "Layer", "make_quantizer"]
+
+INITS = ("symmetric", "positive")
 
 METHODS = {
     "ste": "STE",
@@ -22,27 +24,43 @@ METHODS = {
     "nsvq": "NSVQ",
     "diveq": "DiVeQ",
     "sf_diveq": "SF-DiVeQ",
+    "ema": "EMA codebook",  # STE values, EMA codebook, commitment beta 0.25 (no replacement)
 }
 
 
 class Baseline(nn.Module):
-    """STE, rotation trick or NSVQ around a codebook ``(K, D)`` drawn from ``U(-1/K, 1/K)``.
+    """STE, rotation trick or NSVQ around a codebook ``(K, D)`` drawn from ``U(-1/K, 1/K)``
+    (``codebook_init="symmetric"``) or ``U[0, 1/K)`` (``"positive"``), as the layers offer.
 
     Optionally with the same dead-code replacement as :class:`diveq.backends.torch.DiVeQ`
     (as the paper's baselines have), built from :mod:`diveq.core`'s state functions.
     """
 
     def __init__(
-        self, method: str, num_codes: int, dim: int, *, replacement_iters: int | None = 100
+        self,
+        method: str,
+        num_codes: int,
+        dim: int,
+        *,
+        replacement_iters: int | None = 100,
+        codebook_init: str = "symmetric",
     ) -> None:
         super().__init__()
         self.method, self.num_codes = method, num_codes
+        if codebook_init not in INITS:
+            raise ValueError(f"`codebook_init` must be one of {INITS}; got {codebook_init!r}")
         bound = 1.0 / num_codes
-        self.codebook = nn.Parameter(torch.empty(num_codes, dim).uniform_(-bound, bound))
+        low = -bound if codebook_init == "symmetric" else 0.0
+        self.codebook = nn.Parameter(torch.empty(num_codes, dim).uniform_(low, bound))
         self.replacement_iters = replacement_iters
         self.register_buffer("hits", torch.zeros(num_codes, dtype=torch.int64))
         self.register_buffer("calls_used", torch.zeros(num_codes, dtype=torch.int64))
         self.calls = 0
+
+    @property
+    def books(self) -> torch.Tensor:
+        """The codebook as ``(1, K, D)``."""
+        return self.codebook[None]
 
     def forward(
         self, z: torch.Tensor, generator: torch.Generator | None = None
@@ -87,14 +105,16 @@ class Baseline(nn.Module):
 
 
 class Layer(nn.Module):
-    """:class:`diveq.backends.torch.DiVeQ` or ``SFDiVeQ`` behind the common interface.
+    """A layer of :mod:`diveq.backends.torch` (``DiVeQ``, ``SFDiVeQ``, ``ProductDiVeQ``,
+    ``ResidualDiVeQ``, ``EMAVQ``, ...) behind the common interface; an output field ``loss``
+    (if any) is the auxiliary loss (``EMAVQ``'s commitment term).
 
-    ``vertices=True`` decodes an SF model at its codewords (nearest codeword, exactly
-    ``log2 K`` bits per latent) instead of the layer's own inference (nearest point of the
-    polyline: a segment index plus a continuous position on it).
+    ``vertices=True`` decodes an SF model at its codewords (nearest codeword per codebook,
+    exactly ``log2 K`` bits per latent and codebook) instead of the layer's own inference
+    (nearest point of the polyline: a segment index plus a continuous position on it).
     """
 
-    def __init__(self, layer: dq.DiVeQ | dq.SFDiVeQ) -> None:
+    def __init__(self, layer: nn.Module) -> None:
         super().__init__()
         self.layer = layer
         self.vertices = False
@@ -103,14 +123,26 @@ class Layer(nn.Module):
     def codebook(self) -> torch.Tensor:
         return self.layer.codebook
 
+    @property
+    def books(self) -> torch.Tensor:
+        """The codebook(s) as ``(M, K, D')``."""
+        books = getattr(self.layer, "codebooks", None)
+        return self.layer.codebook[None] if books is None else books
+
     def forward(
         self, z: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.vertices and not self.training:
-            out = dq.quantize(torch.movedim(z, 1, -1), self.layer.codebook)
+            hard = _VERTEX_DECODE.get(type(self.layer), dq.quantize)
+            books = getattr(self.layer, "codebooks", None)
+            out = hard(torch.movedim(z, 1, -1), self.codebook if books is None else books)
             return torch.movedim(out.values, -1, 1), out.indices, z.new_zeros(())
         out = self.layer(z, generator=generator)
-        return out.values, out.indices, z.new_zeros(())
+        loss = getattr(out, "loss", None)  # layers whose output carries their auxiliary loss
+        return out.values, out.indices, z.new_zeros(()) if loss is None else loss
+
+
+_VERTEX_DECODE = {dq.ProductDiVeQ: dq.product_quantize, dq.ResidualDiVeQ: dq.residual_quantize}
 
 
 def make_quantizer(
@@ -122,12 +154,20 @@ def make_quantizer(
     skip_iters: int = 1000,
     avg_iters: int = 50,
     noise_std: float = 1e-3,
+    codebook_init: str = "symmetric",
 ) -> nn.Module:
     """The quantizer of ``method`` (a key of :data:`METHODS`)."""
     iters = 100 if replacement else None
     if method == "diveq":
         return Layer(
-            dq.DiVeQ(num_codes, dim, noise_std=noise_std, replacement_iters=iters, feature_axis=1)
+            dq.DiVeQ(
+                num_codes,
+                dim,
+                noise_std=noise_std,
+                replacement_iters=iters,
+                feature_axis=1,
+                codebook_init=codebook_init,
+            )
         )
     if method == "sf_diveq":
         return Layer(
@@ -138,10 +178,17 @@ def make_quantizer(
                 skip_iters=skip_iters,
                 avg_iters=avg_iters,
                 feature_axis=1,
+                codebook_init=codebook_init,
             )
         )
+    if method == "ema":
+        return Layer(
+            dq.EMAVQ(num_codes, dim, beta=0.25, feature_axis=1, codebook_init=codebook_init)
+        )
     if method in ("ste", "rotation", "nsvq"):
-        return Baseline(method, num_codes, dim, replacement_iters=iters)
+        return Baseline(
+            method, num_codes, dim, replacement_iters=iters, codebook_init=codebook_init
+        )
     raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
 
 
@@ -153,28 +200,39 @@ def _up(c_in: int, c_out: int) -> nn.Module:
     return nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)
 
 
-class VQVAE(nn.Module):
+class Autoencoder(nn.Module):
+    """``encoder`` -> ``quantizer`` -> ``decoder``; subclasses build the two networks."""
+
+    encoder: nn.Module
+    decoder: nn.Module
+
+    def __init__(self, quantizer: nn.Module) -> None:
+        super().__init__()
+        self.quantizer = quantizer
+
+    def forward(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Reconstruction, code indices (e.g. ``(B, 4, 4)``) and the quantizer's auxiliary
+        loss."""
+        values, indices, aux = self.quantizer(self.encoder(x), generator)
+        return self.decoder(values), indices, aux
+
+
+class VQVAE(Autoencoder):
     """32x32x3 -> three stride-2 convolutions -> 4x4 latents of ``dim`` -> quantizer -> back.
 
     ``hidden`` channels at 8x8 and 4x4, half as many at 16x16 (where most of the cost is).
     """
 
     def __init__(self, quantizer: nn.Module, dim: int, hidden: int = 64) -> None:
-        super().__init__()
+        super().__init__(quantizer)
         h, o = hidden, hidden // 2
         self.encoder = nn.Sequential(
             _down(3, o), nn.ReLU(), _down(o, h), nn.ReLU(), _down(h, h), nn.ReLU(),
             nn.Conv2d(h, h, 3, padding=1), nn.ReLU(), nn.Conv2d(h, dim, 1),
         )  # fmt: skip
-        self.quantizer = quantizer
         self.decoder = nn.Sequential(
             nn.Conv2d(dim, h, 3, padding=1), nn.ReLU(), nn.Conv2d(h, h, 3, padding=1), nn.ReLU(),
             _up(h, h), nn.ReLU(), _up(h, o), nn.ReLU(), _up(o, 3),
         )  # fmt: skip
-
-    def forward(
-        self, x: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Reconstruction, code indices ``(B, 4, 4)`` and the quantizer's auxiliary loss."""
-        values, indices, aux = self.quantizer(self.encoder(x), generator)
-        return self.decoder(values), indices, aux

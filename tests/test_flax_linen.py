@@ -155,7 +155,7 @@ def test_a_forgotten_write_back_is_an_error(kind):
 
 def test_fields_mirror_the_jax_layers():
     """Every option of the JAX layer is a field of the Linen module, with the same default."""
-    for name in ("DiVeQ", "SFDiVeQ", "ProductDiVeQ", "ResidualDiVeQ"):
+    for name in ("DiVeQ", "SFDiVeQ", "ProductDiVeQ", "ResidualDiVeQ", "EMAVQ"):
         ours = {f.name: f for f in dataclasses.fields(getattr(dql, name))}
         for f in dataclasses.fields(getattr(dq, name)):
             assert f.name in ours, (name, f.name)
@@ -183,3 +183,24 @@ def test_nested_modules_and_encode():
     vq = dql.ResidualDiVeQ(2, 8, 4)
     codes = vq.apply({"params": params["vq"]}, x[:, :4], method=vq.encode)
     assert codes.indices.shape == (C.ROWS, 2)
+
+
+def test_release_warmup_drops_the_buffer_and_training_goes_on():
+    kind = "ResidualDiVeQ-sf"
+    book = C.first_codebook(kind)
+    want = C.plain_run(kind, book, used_keys(kind, 0))
+    params, vq_state = start(kind, book)
+    opt_state = C.OPTIMIZER.init(params)
+    step = jax.jit(make_step(kind))
+    keys = linen_keys(0)
+    for t in range(C.STEPS):
+        before = vq_state
+        vq_state = dql.release_warmup(vq_state)
+        if t < C.WARMUP["skip_iters"] - 1:
+            assert vq_state is before or "buffer" in vq_state  # still needed: kept
+        else:
+            assert "buffer" not in vq_state and "buffer_valid" not in vq_state
+        params, vq_state, opt_state, _ = step(params, vq_state, opt_state, C.data()[t], keys[t])
+        got = C.snapshot(as_state(kind, params, vq_state))
+        fields = [f for f in got if f not in ("buffer", "buffer_valid")]
+        C.assert_same({f: got[f] for f in fields}, {f: want[t][f] for f in fields}, f"{t + 1}")

@@ -16,10 +16,12 @@ def test_import_diveq_leaves_frameworks_out():
 
 
 def test_jax_backend_leaves_flax_and_equinox_out():
-    """The Flax and Equinox modules are optional extras: the JAX backend never imports them."""
+    """The Flax and Equinox modules are optional extras: the JAX backend never imports them;
+    nor Pallas, which only the opt-in fused search (``chunk_size="fused"``) needs."""
     code = (
         "import sys, diveq.backends.jax, diveq.backends.flax\n"
-        "bad = [m for m in ('flax', 'equinox', 'orbax') if m in sys.modules]\n"
+        "lazy = ('flax', 'equinox', 'orbax', 'jax.experimental.pallas')\n"
+        "bad = [m for m in lazy if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -18,6 +18,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -37,7 +38,7 @@ WORKER = textwrap.dedent(
     import torch.distributed as dist
     from torch import nn
     from torch.nn.parallel import DistributedDataParallel as DDP
-    from diveq.backends.torch import DiVeQ, ResidualDiVeQ, SFDiVeQ
+    from diveq.backends.torch import DiVeQ, EMAVQ, ResidualDiVeQ, SFDiVeQ
 
     rank, port, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     STEPS, K, D, WINDOW, SKIP, AVG = {consts}
@@ -66,6 +67,7 @@ WORKER = textwrap.dedent(
                                              skip_iters=6, avg_iters=2,
                                              process_group=dist.new_group([0, 1]))),
                            broadcast_buffers=False, find_unused_parameters=True),
+        "ema": DDP(Net(EMAVQ(K, D, decay=0.9))),  # statistics all-reduced before the update
     }}
     opts = {{n: torch.optim.SGD(m.parameters(), lr=0.1) for n, m in models.items()}}
     gen = torch.Generator().manual_seed(1000 + rank)  # different draws on each worker
@@ -76,15 +78,18 @@ WORKER = textwrap.dedent(
         x = torch.randn(rows, D, generator=data) + (2.0 if rank == 0 else -2.0)
         for name, model in models.items():
             vq = model.module.vq
-            before = vq._param().detach().clone()
+            book = vq._param if hasattr(vq, "_param") else lambda: vq.codebook
+            none = torch.zeros(0)  # EMAVQ has no usage counters
+            before = book().detach().clone()
             values, idx, h = model(x, generator=gen)
-            after = vq._param().detach().clone()
+            after = book().detach().clone()
             (values ** 2).mean().backward()
             opts[name].step()
             opts[name].zero_grad()
             log[name].append(dict(
-                before=before, after=after, idx=idx, h=h, hits=vq.hits.clone(),
-                used=vq.calls_used.clone(), final=vq._param().detach().clone(),
+                before=before, after=after, idx=idx, h=h, final=book().detach().clone(),
+                hits=getattr(vq, "hits", none).clone(),
+                used=getattr(vq, "calls_used", none).clone(),
             ))
     torch.save(log, out)
     dist.barrier()
@@ -135,7 +140,7 @@ def logs(tmp_path_factory):
     return [torch.load(tmp / f"rank{r}.pt") for r in range(2)]
 
 
-@pytest.mark.parametrize("name", ["diveq", "sf", "residual_sf"])
+@pytest.mark.parametrize("name", ["diveq", "sf", "residual_sf", "ema"])
 def test_ranks_stay_bit_identical(logs, name):
     for step, (a, b) in enumerate(zip(logs[0][name], logs[1][name], strict=True), start=1):
         for key in ("before", "after", "final", "hits", "used"):
@@ -181,6 +186,21 @@ def test_sf_warmup_uses_all_ranks_rows(logs):
         got = logs[r]["sf"][init - 1]["after"]
         torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)
         assert not torch.equal(logs[r]["sf"][init - 1]["before"], got)
+
+
+def test_ema_update_uses_both_ranks_rows(logs):
+    """Every worker's codebook is the reference EMA update of both workers' rows."""
+    import diveq.reference as ref
+
+    state = ref.ema_init(logs[0]["ema"][0]["before"].double().numpy())
+    for step in range(STEPS):
+        h = torch.cat([logs[r]["ema"][step]["h"] for r in range(2)]).double().numpy()
+        idx = torch.cat([logs[r]["ema"][step]["idx"] for r in range(2)]).numpy()
+        state = ref.ema_update(state, *ref.ema_statistics(h, idx, K), decay=0.9)
+        for r in range(2):
+            got = logs[r]["ema"][step]["after"].double().numpy()
+            np.testing.assert_allclose(got, state.codebook, rtol=1e-5, atol=1e-6)
+        state = ref.EMAState(logs[0]["ema"][step]["after"].double().numpy(), *state[1:])
 
 
 def test_single_process_runs_no_collectives():

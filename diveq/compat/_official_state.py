@@ -125,5 +125,6 @@ def convert_into(state: dict[str, Any], prefix: str, spec: LayerSpec) -> None:
     state[prefix + "_extra_state"] = {
         "warmup_rows": None,
         "warmup_valid": None,
+        "train_calls": calls,
         "layer": describe(spec),
     }

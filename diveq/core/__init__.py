@@ -21,6 +21,7 @@ from diveq.core._composite import (
     residual_sf_diveq,
     residual_sf_quantize,
 )
+from diveq.core._ema import ema_init, ema_statistics, ema_update
 from diveq.core._estimators import diveq, sf_diveq
 from diveq.core._schedule import (
     replacement_due,
@@ -45,6 +46,9 @@ __all__ = [
     "commitment_loss",
     "dead_codes",
     "diveq",
+    "ema_init",
+    "ema_statistics",
+    "ema_update",
     "nearest",
     "nsvq",
     "perplexity",

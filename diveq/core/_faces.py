@@ -126,7 +126,7 @@ def _raises(op: Op, idiom: Idiom) -> list[str]:
     arrays = [f"``{n}``" for n in ("z", op.book_name) if n in names]
     arrays += ["a draw"] if op.stochastic else []
     types, values = [f"{_either(arrays)} is not real floating"] if arrays else [], []
-    if "z" in names:
+    if "z" in names and op.book_name in names:
         values.append(f"``z`` and ``{op.book_name}`` do not fit together (rank, feature size)")
     if "indices" in names:
         types.append("``indices`` is not integer")
@@ -146,6 +146,8 @@ def _raises(op: Op, idiom: Idiom) -> list[str]:
         values += [idiom.raises] if idiom.raises else []
     if "chunk_size" in names:
         values.append("``chunk_size`` is not a positive int")
+    for kind, text in op.errors:
+        (types if kind == "TypeError" else values).append(text)
     out = ["Raises", "------"]
     out += _entry("TypeError", f"If {', or '.join(types)}.") if types else []
     return out + (_entry("ValueError", f"If {', or '.join(values)}.") if values else [])
@@ -222,7 +224,7 @@ def stub(idiom: Idiom) -> str:
         "",
         f"import {idiom.array.split('.')[0]}",
         "",
-        "from diveq._types import Quantized, SFQuantized",
+        "from diveq._types import EMAState, Quantized, SFQuantized",
         "",
         "",
     ]

@@ -15,7 +15,15 @@ output and a new state, built from the functions above.
 
 from __future__ import annotations
 
-from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
+from diveq._types import (
+    EMALayerOutput,
+    EMAState,
+    LayerDraws,
+    LayerOutput,
+    Quantized,
+    SFLayerOutput,
+    SFQuantized,
+)
 from diveq.reference._baselines import (
     nsvq,
     nsvq_vjp,
@@ -44,6 +52,8 @@ from diveq.reference._composite_sf import (
     residual_sf_diveq_vjp,
 )
 from diveq.reference._diveq import diveq, diveq_vjp
+from diveq.reference._ema import ema_init, ema_statistics, ema_update
+from diveq.reference._ema_layer import EMAVQ
 from diveq.reference._layer_state import LayerState
 from diveq.reference._layers import DiVeQ, ProductDiVeQ, ResidualDiVeQ, SFDiVeQ
 from diveq.reference._replacement import dead_codes, replace_dead_codes
@@ -93,6 +103,13 @@ __all__ = [
     "dead_codes",
     "replace_dead_codes",
     "warmup_codebook",
+    # the EMA codebook
+    "EMAState",
+    "EMAVQ",
+    "EMALayerOutput",
+    "ema_init",
+    "ema_statistics",
+    "ema_update",
     # layers
     "DiVeQ",
     "SFDiVeQ",

@@ -23,6 +23,8 @@ from __future__ import annotations
 from diveq._ops import OPS, Op
 from diveq.testing._adapters import Adapter, adapter_for, available_adapters, known_adapters
 from diveq.testing._check import Report, check_backend
+from diveq.testing._check_ema import check_ema
+from diveq.testing._check_ema_layers import check_ema_layers
 from diveq.testing._check_layers import (
     LAYER_KINDS,
     LayerKind,
@@ -72,6 +74,8 @@ __all__ = [
     "check_backend",
     "check_commitment",
     "check_edge_values",
+    "check_ema",
+    "check_ema_layers",
     "check_layer_kind",
     "check_layers",
     "check_empty",

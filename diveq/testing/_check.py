@@ -9,6 +9,7 @@ from typing import Any
 
 from diveq._ops import OPS
 from diveq.testing._adapters import Adapter, adapter_for
+from diveq.testing._check_ema import check_ema
 from diveq.testing._properties import (
     check_commitment,
     check_edge_values,
@@ -138,4 +139,6 @@ def check_backend(
             max_examples=max_examples,
         )
     timed("usage", "code_usage/perplexity", "-", check_usage, adapter, max_examples=max_examples)
+    for dtype in dtypes:
+        timed("ema", "ema_*", dtype, check_ema, adapter, dtype, max_examples=max_examples)
     return report

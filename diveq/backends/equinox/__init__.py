@@ -26,10 +26,16 @@ optimiser update::
 A call that finds rows still pending raises (``ValueError`` eagerly; under JIT a runtime error
 with the same message), so a forgotten write-back is never silent. ``inference=True`` (or
 ``eqx.nn.inference_mode(model)``) is the hard inference and changes no state.
+
+The SF warm-up buffer stays in the state after the warm-up init (zeroed; the plain JAX and
+Flax layers can drop it with ``release_warmup``): an ``eqx.nn.State`` entry keeps the
+structure and shapes it was created with, so dropping it would mean rebuilding the model, its
+state and the optimiser state. Its size is ``avg_iters * rows_per_call * dim`` numbers.
 """
 
 from __future__ import annotations
 
+from diveq.backends.equinox._ema import EMAVQ
 from diveq.backends.equinox._layers import (
     DiVeQ,
     ProductDiVeQ,
@@ -38,4 +44,4 @@ from diveq.backends.equinox._layers import (
     write_back,
 )
 
-__all__ = ["DiVeQ", "ProductDiVeQ", "ResidualDiVeQ", "SFDiVeQ", "write_back"]
+__all__ = ["EMAVQ", "DiVeQ", "ProductDiVeQ", "ResidualDiVeQ", "SFDiVeQ", "write_back"]

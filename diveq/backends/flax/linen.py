@@ -38,20 +38,32 @@ from typing import Any, ClassVar, TypeVar
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import traverse_util
 from flax.core import FrozenDict
 
 import diveq.backends.jax as dq
-from diveq._types import Quantized, SFQuantized
+from diveq._checkpoint import from_signature
+from diveq._types import EMALayerOutput, EMAState, Quantized, SFQuantized
 from diveq.backends.jax._layer import AnyState, Layer, Output
 from diveq.backends.jax._rewrites import check_written_back, fold_rows
 
-__all__ = ["COLLECTION", "DiVeQ", "ProductDiVeQ", "ResidualDiVeQ", "SFDiVeQ", "write_back"]
+__all__ = [
+    "COLLECTION",
+    "EMAVQ",
+    "DiVeQ",
+    "ProductDiVeQ",
+    "ResidualDiVeQ",
+    "SFDiVeQ",
+    "release_warmup",
+    "write_back",
+]
 
 #: The variable collection holding every diveq module's counters, warm-up rows and rewrites.
 COLLECTION = "diveq"
 _HELPER = "params, vq_state = diveq.backends.flax.linen.write_back(params, vq_state)"
 _REWRITES = "rewrites"
+_BUFFER = ("buffer", "buffer_valid")
 
 Tree = TypeVar("Tree", bound=Mapping)
 
@@ -78,6 +90,8 @@ class _Quantizer(nn.Module):
         book = self.param(_book(layer), lambda key: layer.init(key)[0])
         fresh_state = initial()
         names = [n for n in fresh_state._fields[1:] if getattr(fresh_state, n) is not None]
+        if not self.is_initializing() and not self.has_variable(COLLECTION, "buffer"):
+            names = [n for n in names if n not in _BUFFER]  # dropped by release_warmup
         state = {n: self.variable(COLLECTION, n, lambda n=n: getattr(initial(), n)) for n in names}
         state[_REWRITES] = self.variable(COLLECTION, _REWRITES, lambda: jnp.zeros_like(book))
         return book, state
@@ -221,6 +235,36 @@ def write_back(params: Tree, state: Tree) -> tuple[Tree, Tree]:
         flat_params[name] = fold_rows(flat_params[name], rewrites, replaced)
         flat_state[key] = jnp.zeros_like(replaced)
     return _like(params, flat_params), _like(state, flat_state)
+
+
+def release_warmup(state: Tree) -> Tree:
+    """Drop the SF warm-up buffers whose init has happened from the ``diveq`` collection.
+
+    The buffer (``avg_iters * rows_per_call`` rows) is dead weight after the warm-up init;
+    the modules run without it from then on, and a jitted step retraces once. Call it
+    outside ``jax.jit``, e.g. once ``skip_iters`` steps have run. Modules without a buffer,
+    or whose warm-up is still running, are left as they are.
+
+    Parameters
+    ----------
+    state : Mapping
+        The ``diveq`` collection (dict or ``FrozenDict``).
+
+    Returns
+    -------
+    Mapping
+        ``state`` without the finished modules' ``buffer`` and ``buffer_valid``.
+    """
+    flat = traverse_util.flatten_dict(_plain(state))
+    for key in [k for k in flat if k[-1] == "buffer"]:
+        signature, calls = (*key[:-1], "signature"), (*key[:-1], "calls")
+        codes = np.asarray(jax.device_get(flat[signature]))
+        skip_iters = from_signature(codes.reshape(-1, codes.shape[-1])[0])["skip_iters"]
+        if np.min(jax.device_get(flat[calls])) >= skip_iters - 1:
+            for name in _BUFFER:
+                entry = (*key[:-1], name)
+                del flat[entry]
+    return _like(state, flat)
 
 
 def _plain(tree: Mapping) -> dict:
@@ -373,3 +417,80 @@ class ResidualDiVeQ(_Quantizer):
     dtype: Any = jnp.float32
     deterministic: bool = False
     rng_collection: str = "diveq"
+
+
+class EMAVQ(nn.Module):
+    """:class:`diveq.backends.jax.EMAVQ` (an EMA codebook) as a Linen module.
+
+    The codebook, cluster sizes and embedding sums live in the ``"diveq"`` collection, not in
+    ``params`` (nothing to optimise, no ``write_back``); a train-mode apply needs
+    ``mutable=["diveq"]``. ``model.init`` leaves the state fresh. Add ``output.loss`` (the
+    commitment term) to the training loss.
+
+    Parameters
+    ----------
+    num_codes : int
+        ``K``, number of codewords.
+    dim : int
+        ``D``, feature size.
+    decay, eps, beta, feature_axis, codebook_init, axis_name, dtype
+        As for :class:`diveq.backends.jax.EMAVQ`.
+    deterministic : bool, default False
+        No state change.
+    """
+
+    num_codes: int
+    dim: int
+    decay: float = 0.99
+    eps: float = 1e-5
+    beta: float = 0.25
+    feature_axis: int = -1
+    codebook_init: str = "symmetric"
+    axis_name: Hashable | None = None
+    dtype: Any = jnp.float32
+    deterministic: bool = False
+
+    @property
+    def layer(self) -> dq.EMAVQ:
+        """The JAX layer these fields configure."""
+        names = [f.name for f in dataclasses.fields(dq.EMAVQ)]
+        return dq.EMAVQ(**{name: getattr(self, name) for name in names})
+
+    @nn.compact
+    def __call__(
+        self, z: jax.Array, *, mask: jax.Array | None = None, deterministic: bool | None = None
+    ) -> EMALayerOutput:
+        """Quantise ``z``; in training also the EMA step in the ``diveq`` collection.
+
+        Parameters
+        ----------
+        z : jax.Array
+            Latents with ``dim`` features on ``feature_axis``.
+        mask : jax.Array of bool, optional
+            As for :meth:`diveq.backends.jax.EMAVQ.apply`.
+        deterministic : bool, optional
+            Overrides the module's ``deterministic`` field.
+
+        Returns
+        -------
+        EMALayerOutput
+            ``(values, indices, perplexity, loss)``.
+        """
+        layer = self.layer
+        fresh: list[EMAState] = []
+
+        def initial(field: int) -> jax.Array:
+            if not fresh:
+                fresh.append(layer.init(self.make_rng("params")))
+            return fresh[0][field]
+
+        names = EMAState._fields
+        variables = [self.variable(COLLECTION, n, initial, i) for i, n in enumerate(names)]
+        state = EMAState(*(v.value for v in variables))
+        hard = self.deterministic if deterministic is None else deterministic
+        train = not (hard or self.is_initializing())
+        out, new = layer.apply(state, z, mask=mask, train=train)
+        if train:
+            for var, value in zip(variables, new, strict=True):
+                var.value = value
+        return out

@@ -44,10 +44,10 @@ import jax
 from flax import nnx
 
 import diveq.backends.jax as dq
-from diveq._types import Quantized, SFQuantized
+from diveq._types import EMALayerOutput, EMAState, Quantized, SFQuantized
 from diveq.backends.jax._layer import AnyState, Layer, Output
 
-__all__ = ["DiVeQ", "ProductDiVeQ", "ResidualDiVeQ", "SFDiVeQ", "VQState"]
+__all__ = ["EMAVQ", "DiVeQ", "ProductDiVeQ", "ResidualDiVeQ", "SFDiVeQ", "VQState"]
 
 
 class VQState(nnx.Variable):
@@ -357,3 +357,70 @@ class ResidualDiVeQ(_Quantizer):
             deterministic=deterministic,
             **options,
         )
+
+
+class EMAVQ(nnx.Module):
+    """:class:`diveq.backends.jax.EMAVQ` (an EMA codebook) as an ``nnx.Module``.
+
+    The codebook, cluster sizes and embedding sums are :class:`VQState` variables, none an
+    ``nnx.Param``: an ``nnx.Optimizer(..., wrt=nnx.Param)`` leaves them alone, and every
+    train-mode call writes the EMA step back in place. Add ``output.loss`` (the commitment
+    term) to the training loss.
+
+    Parameters
+    ----------
+    num_codes : int
+        ``K``, number of codewords.
+    dim : int
+        ``D``, feature size.
+    rngs : nnx.Rngs
+        Its ``params`` stream draws the initial codebook.
+    deterministic : bool, default False
+        No state change (``model.eval()`` sets it, ``model.train()`` clears it).
+    **options
+        The options of :class:`diveq.backends.jax.EMAVQ` (``decay``, ``eps``, ``beta``,
+        ``feature_axis``, ``codebook_init``, ``axis_name``, ``dtype``).
+    """
+
+    def __init__(
+        self,
+        num_codes: int,
+        dim: int,
+        *,
+        rngs: nnx.Rngs,
+        deterministic: bool = False,
+        **options: Any,
+    ) -> None:
+        self.layer = dq.EMAVQ(num_codes, dim, **options)
+        state = self.layer.init(rngs.params())
+        self.codebook, self.cluster_size, self.embed_sum = (VQState(x) for x in state)
+        self.deterministic = deterministic
+
+    def layer_state(self) -> EMAState:
+        """The module's state as the JAX layer's :class:`~diveq.EMAState`."""
+        return EMAState(self.codebook[...], self.cluster_size[...], self.embed_sum[...])
+
+    def __call__(
+        self, z: jax.Array, *, mask: jax.Array | None = None, deterministic: bool | None = None
+    ) -> EMALayerOutput:
+        """Quantise ``z``; in training also the EMA step, written back in place.
+
+        Parameters
+        ----------
+        z : jax.Array
+            Latents with ``dim`` features on ``feature_axis``.
+        mask : jax.Array of bool, optional
+            As for :meth:`diveq.backends.jax.EMAVQ.apply`.
+        deterministic : bool, optional
+            Overrides the module's ``deterministic``.
+
+        Returns
+        -------
+        EMALayerOutput
+            ``(values, indices, perplexity, loss)``.
+        """
+        hard = self.deterministic if deterministic is None else deterministic
+        out, new = self.layer.apply(self.layer_state(), z, mask=mask, train=not hard)
+        if not hard:
+            self.codebook[...], self.cluster_size[...], self.embed_sum[...] = new
+        return out

@@ -18,11 +18,22 @@ this module imports none of them).
 
 from __future__ import annotations
 
-from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
+from diveq._types import (
+    EMALayerOutput,
+    EMAState,
+    LayerDraws,
+    LayerOutput,
+    Quantized,
+    SFLayerOutput,
+    SFQuantized,
+)
 from diveq.backends.jax._api import (
     code_usage,
     commitment_loss,
     diveq,
+    ema_init,
+    ema_statistics,
+    ema_update,
     nearest,
     nsvq,
     perplexity,
@@ -40,6 +51,7 @@ from diveq.backends.jax._api import (
     sf_quantize,
     ste,
 )
+from diveq.backends.jax._ema_layer import EMAVQ
 from diveq.backends.jax._layers import DiVeQ, ProductDiVeQ, ResidualDiVeQ, SFDiVeQ
 from diveq.backends.jax._state import (
     CompositeState,
@@ -49,6 +61,9 @@ from diveq.backends.jax._state import (
 )
 
 __all__ = [
+    "EMALayerOutput",
+    "EMAState",
+    "EMAVQ",
     "CompositeState",
     "DiVeQ",
     "LayerDraws",
@@ -63,6 +78,9 @@ __all__ = [
     "code_usage",
     "commitment_loss",
     "diveq",
+    "ema_init",
+    "ema_statistics",
+    "ema_update",
     "merge_params",
     "nearest",
     "nsvq",

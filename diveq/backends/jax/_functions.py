@@ -24,6 +24,7 @@ import numpy as np
 
 from diveq.core._bind import bind
 from diveq.core._faces import Idiom
+from diveq.core._fused import route
 
 __all__ = ["FUNCTIONS", "IDIOM", "draw_dtype", "sample"]
 
@@ -91,7 +92,7 @@ def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(*args, **kwargs)
-        arrays = {k: v for k, v in bound.arguments.items() if isinstance(v, _ARRAYS)}
+        arrays = {k: v for k, v in bound.arguments.items() if _is_arrays(v)}
         static = tuple((k, v) for k, v in bound.arguments.items() if k not in arrays)
         try:
             hash(static)
@@ -105,7 +106,18 @@ def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
 _ARRAYS = (jax.Array, np.ndarray)
 
 
-FUNCTIONS: dict[str, Callable[..., Any]] = {
-    name: _compiled(fn)
-    for name, fn in bind(IDIOM, sample=sample, stop_gradient=jax.lax.stop_gradient).items()
-}
+def _is_arrays(value: Any) -> bool:
+    """An array, or a tuple of arrays (a state such as ``EMAState``): traced, not static."""
+    if isinstance(value, tuple) and value:
+        return all(isinstance(v, _ARRAYS) for v in value)
+    return isinstance(value, _ARRAYS)
+
+
+# chunk_size="fused" / "fused-interpret" opt into the Pallas kernels (docs: Performance).
+FUNCTIONS: dict[str, Callable[..., Any]] = route(
+    {
+        name: _compiled(fn)
+        for name, fn in bind(IDIOM, sample=sample, stop_gradient=jax.lax.stop_gradient).items()
+    },
+    "diveq.backends.jax._pallas_search",
+)

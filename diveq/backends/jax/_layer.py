@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
+from diveq.backends.jax import _signature as sig
 from diveq.backends.jax import _warmup as warm
 from diveq.backends.jax._config import Config
 from diveq.backends.jax._functions import FUNCTIONS, draw_dtype
@@ -80,19 +81,58 @@ class Layer(Config):
         if rows:
             store = (to_bits(jnp.zeros((rows, *shape[::2]), self.dtype)), jnp.zeros(rows, bool))
         fresh = step.LayerState(books, jnp.zeros((), dtype=int), counters, counters, store)
-        return self._pack(fresh, jnp.zeros(shape[:2], bool))
+        return self._pack(fresh, jnp.zeros(shape[:2], bool), sig.fresh(s))
 
-    def _pack(self, s: step.LayerState, replaced: jax.Array) -> AnyState:
+    def _pack(self, s: step.LayerState, replaced: jax.Array, signature: jax.Array) -> AnyState:
         buffer, valid = (None, None) if s.warmup is None else s.warmup
         books = lax.stop_gradient(s.books)
         if self.spec.composite:
-            return CompositeState(books, s.calls, s.hits, s.calls_used, replaced, buffer, valid)
+            return CompositeState(
+                books, s.calls, s.hits, s.calls_used, replaced, buffer, valid, signature
+            )
         if buffer is not None:
             buffer = buffer[:, 0, :]
-        return State(books[0], s.calls, s.hits[0], s.calls_used[0], replaced[0], buffer, valid)
+        single = (books[0], s.calls, s.hits[0], s.calls_used[0], replaced[0], buffer, valid)
+        return State(*single, signature)
+
+    def check_state(self, state: AnyState) -> AnyState:
+        """Check that ``state`` (e.g. restored from a checkpoint) belongs to this layer.
+
+        :meth:`apply`, :meth:`encode` and :meth:`decode` do this themselves on concrete
+        states; call it after a restore when the next use of the state is inside ``jax.jit``,
+        where nothing can be read on the host.
+
+        Parameters
+        ----------
+        state : State or CompositeState
+            A state, possibly batched (e.g. by ``jax.vmap(layer.init)``); not traced.
+
+        Returns
+        -------
+        State or CompositeState
+            ``state``; relabelled with this layer's schedule when the state's differs but
+            has not started it (or both schedules have finished it), as torch allows.
+
+        Raises
+        ------
+        ValueError
+            If the state was written by another kind of layer, with other codebook shapes,
+            or mid-way through a warm-up or replacement window under another schedule; the
+            message names both values.
+
+        Examples
+        --------
+        >>> import jax, diveq.backends.jax as dq
+        >>> state = dq.SFDiVeQ(8, 2, rows_per_call=16).init(jax.random.key(0))
+        >>> dq.DiVeQ(8, 2).check_state(state)
+        Traceback (most recent call last):
+        ...
+        ValueError: the checkpoint was written by a layer SFDiVeQ and cannot load into a layer DiVeQ
+        """
+        return sig.check(self.spec, state)
 
     def _unpack(self, state: AnyState) -> step.LayerState:
-        books, calls, hits, used, _, buffer, valid = state
+        books, calls, hits, used, _, buffer, valid, _ = state
         if not self.spec.composite:
             books, hits, used = books[None], hits[None], used[None]
             buffer = None if buffer is None else buffer[:, None, :]
@@ -226,12 +266,14 @@ class Layer(Config):
         """
         if not isinstance(train, bool):
             raise TypeError(f"`train` must be a Python bool (static under jit); got {train!r}")
+        state = self.check_state(state)
         if not train:
             return _infer(self, state, z, mask), state
         warming = self.spec.warmup_slots > 0 and state.buffer is not None
         if warming:
             self._check_buffer(state, z, mask)
-        return _train(self, state, z, key, mask, draws, warming)
+        out, new = _train(self, state, z, key, mask, draws, warming)
+        return out, new._replace(signature=state.signature)
 
     def _infer_call(self, state: AnyState, z: jax.Array, mask: jax.Array | None) -> Output:
         spec, ops = self.spec, self._ops()
@@ -257,7 +299,7 @@ class Layer(Config):
         counts = ops.reduce_counts(step.book_counts(spec, ops, idx))
         new, _ = step.advance(spec, ops, s, rows, valid, idx, counts, d, warming=warming)
         out = self._output(rows, valid, lead, values, idx, weights, counts)
-        return out, self._pack(new, _rewritten(s.books, new.books))
+        return out, self._pack(new, _rewritten(s.books, new.books), state.signature)
 
     def _output(
         self,
@@ -322,7 +364,7 @@ class Layer(Config):
         """
         spec = self.spec
         rows, valid, lead = rows_.to_rows(spec, jnp, z, mask)
-        books = self._unpack(state).books
+        books = self._unpack(self.check_state(state)).books
         values, idx, weights = step.infer(spec, self._ops(), books, rows, valid)
         out = rows_.finish(spec, jnp, rows, valid, lead, values, idx, weights)
         return SFQuantized(*out) if spec.space_filling else Quantized(out[0], out[1])
@@ -354,4 +396,5 @@ class Layer(Config):
             On ``weights`` missing for (or given to a non-) space-filling layer, or a shape
             mismatch.
         """
-        return rows_.decode(self.spec, jnp, self._unpack(state).books, indices, weights)
+        books = self._unpack(self.check_state(state)).books
+        return rows_.decode(self.spec, jnp, books, indices, weights)

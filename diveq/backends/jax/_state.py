@@ -1,7 +1,8 @@
 """The pytrees of the JAX layers: their state, their output, and the params/rest split.
 
 A layer's state is a NamedTuple, so it is a pytree: jit it, vmap it, checkpoint it with any
-pytree tool (orbax ``StandardCheckpointer``, or its leaves saved with any array format). Every
+pytree tool (orbax ``StandardCheckpointer``, or its leaves saved with any array format); its
+``signature`` leaf says which layer it belongs to, so a restored state cannot load wrongly. Every
 leaf is a non-empty array: a layer without a warm-up buffer (DiVeQ, ``skip_iters <= 1``, after
 ``release_warmup``) has ``None`` there, not a zero-size array.
 
@@ -46,6 +47,9 @@ class State(NamedTuple):
         layers without a warm-up and after ``release_warmup``.
     buffer_valid : jax.Array of bool, shape (R,), or None
         Which buffer rows hold collected latents (``None`` with ``buffer``).
+    signature : jax.Array of int32, shape (8,)
+        The layer that owns the state: its kind, codebook shapes and schedule options, so
+        a restored state that does not fit the layer is refused (see ``check_state``).
     """
 
     codebook: jax.Array
@@ -55,6 +59,7 @@ class State(NamedTuple):
     replaced: jax.Array
     buffer: jax.Array | None
     buffer_valid: jax.Array | None
+    signature: jax.Array
 
 
 class CompositeState(NamedTuple):
@@ -73,6 +78,7 @@ class CompositeState(NamedTuple):
     replaced: jax.Array
     buffer: jax.Array | None
     buffer_valid: jax.Array | None
+    signature: jax.Array
 
 
 AnyState = TypeVar("AnyState", State, CompositeState)

@@ -16,11 +16,22 @@ input.
 
 from __future__ import annotations
 
-from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
+from diveq._types import (
+    EMALayerOutput,
+    EMAState,
+    LayerDraws,
+    LayerOutput,
+    Quantized,
+    SFLayerOutput,
+    SFQuantized,
+)
 from diveq.backends.torch._api import (
     code_usage,
     commitment_loss,
     diveq,
+    ema_init,
+    ema_statistics,
+    ema_update,
     nearest,
     nsvq,
     perplexity,
@@ -38,10 +49,14 @@ from diveq.backends.torch._api import (
     sf_quantize,
     ste,
 )
+from diveq.backends.torch._ema_layer import EMAVQ
 from diveq.backends.torch._layers import DiVeQ, SFDiVeQ
 from diveq.backends.torch._layers_composite import ProductDiVeQ, ResidualDiVeQ
 
 __all__ = [
+    "EMALayerOutput",
+    "EMAState",
+    "EMAVQ",
     "DiVeQ",
     "LayerDraws",
     "LayerOutput",
@@ -54,6 +69,9 @@ __all__ = [
     "code_usage",
     "commitment_loss",
     "diveq",
+    "ema_init",
+    "ema_statistics",
+    "ema_update",
     "nearest",
     "nsvq",
     "perplexity",

@@ -14,6 +14,7 @@ import torch
 
 from diveq.core._bind import bind
 from diveq.core._faces import Idiom
+from diveq.core._fused import route
 
 __all__ = ["FUNCTIONS", "IDIOM", "draw_dtype", "sample"]
 
@@ -54,6 +55,8 @@ def sample(
     return out
 
 
-FUNCTIONS: dict[str, Callable[..., Any]] = bind(
-    IDIOM, sample=sample, stop_gradient=torch.Tensor.detach
+# chunk_size="fused" / "fused-interpret" opt into the Triton kernels (docs: Performance).
+FUNCTIONS: dict[str, Callable[..., Any]] = route(
+    bind(IDIOM, sample=sample, stop_gradient=torch.Tensor.detach),
+    "diveq.backends.torch._triton_search",
 )

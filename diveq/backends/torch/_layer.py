@@ -210,8 +210,10 @@ class Quantizer(nn.Module):
     def get_extra_state(self) -> dict[str, Any]:
         """Host-side state for ``state_dict()``: the SF warm-up rows and the layer's kind, shape
         and schedule options (checked when the state loads); the call count is the ``calls``
-        buffer."""
-        return {**self._warmup.state(), "layer": describe(self.spec)}
+        buffer (``train_calls`` repeats it, so that diveq before format 2 reaches its format
+        check and refuses the checkpoint clearly)."""
+        calls = self._host_calls()
+        return {**self._warmup.state(), "train_calls": calls, "layer": describe(self.spec)}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`get_extra_state` (``load_state_dict``, after the buffers).
@@ -233,7 +235,7 @@ class Quantizer(nn.Module):
             )
         extra = state_dict.get(prefix + "_extra_state")
         old = isinstance(extra, dict) and "train_calls" in extra
-        if old and prefix + "calls" not in state_dict:
+        if old and prefix + "calls" not in state_dict:  # (format 2 repeats train_calls)
             # Format 1 (the count in the extra state): the same state, laid out anew.
             state_dict[prefix + "calls"] = torch.tensor(int(extra["train_calls"]))
         calls = state_dict.get(prefix + "calls")

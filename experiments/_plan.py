@@ -1,0 +1,109 @@
+"""What the study trains: its parts, each a list of runs (duplicates across parts train once).
+
+- ``main``: every method at equal bits, 5 seeds; photos at K = 256 for the demo's budget
+  (1500 steps) and a 4x longer one (6000), and at K = 16 (1500 steps); deterministic DiVeQ
+  and SF-DiVeQ (``noise_std = 0``) as their own rows.
+- ``signals``: the same methods on the second data set and architecture (1-D windows, MLP
+  codec), K = 256 and 16, both budgets.
+- ``noise``: DiVeQ and SF-DiVeQ over ``noise_std`` in {0, 1e-5, ..., 1e-1}, 3 seeds.
+- ``init``: every method with ``codebook_init="positive"`` (``U[0, 1/K)``), 5 seeds, paired
+  with ``main``'s ``"symmetric"`` (``U(-1/K, 1/K)``) runs.
+- ``sf_init``: SF-DiVeQ with the k-means init, with random init and no warm-up, and with
+  warm-ups of 5 % and 30 % of the steps (``main`` has 15 %), 5 seeds.
+
+``quick`` keeps the structure with one seed, 12 steps, small data and a subset of the grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from experiments._config import RunConfig, run_config
+from experiments._methods import METHODS, available
+
+__all__ = ["NOISES", "PARTS", "plan", "main_variants"]
+
+NOISES = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+BUDGET, LONG = 1500, 6000
+QUICK = 12  # steps of a --quick run
+SEEDS = tuple(range(5))
+PARTS = ("main", "signals", "noise", "init", "sf_init")
+
+
+def main_variants() -> Iterator[tuple[str, float]]:
+    """``(method, noise_std)`` of the main comparison: every method, plus the deterministic
+    (``noise_std = 0``) variants of DiVeQ and SF-DiVeQ."""
+    for name in METHODS:
+        yield name, 1e-3
+        if name in ("diveq", "sf_diveq"):
+            yield name, 0.0
+
+
+def _part(name: str, quick: bool) -> Iterator[RunConfig]:
+    seeds = (0,) if quick else SEEDS
+    steps = (QUICK,) if quick else (BUDGET,)
+    both = (QUICK, 2 * QUICK) if quick else (BUDGET, LONG)
+    k = 16 if quick else 256
+    if name == "main":
+        grid = [(k, s) for s in both] + ([] if quick else [(16, BUDGET)])
+        for (codes, n), (method, noise), seed in (
+            (g, v, s) for g in grid for v in main_variants() for s in seeds
+        ):
+            if quick and n != steps[0] and method not in ("ste", "diveq"):
+                continue  # the quick plan's longer budget: two methods
+            yield run_config("photos", method, seed, n, codes, noise_std=noise, quick=quick)
+    elif name == "signals":
+        grid = [(16, QUICK)] if quick else [(c, n) for c in (256, 16) for n in both]
+        variants = [("ste", 0.0), ("diveq", 1e-3)] if quick else list(main_variants())
+        for (codes, n), (method, noise), seed in (
+            (g, v, s) for g in grid for v in variants for s in seeds
+        ):
+            yield run_config("signals", method, seed, n, codes, noise_std=noise, quick=quick)
+    elif name == "noise":
+        noises = (0.0, 1e-1) if quick else NOISES
+        for method in ("diveq", "sf_diveq"):
+            for noise in noises:
+                for seed in seeds[:3]:
+                    yield run_config(
+                        "photos", method, seed, steps[0], k, noise_std=noise, quick=quick
+                    )
+    elif name == "init":
+        names = ("diveq",) if quick else tuple(METHODS)
+        for method in names:
+            for seed in seeds:
+                yield run_config(
+                    "photos", method, seed, steps[0], k, codebook_init="positive", quick=quick
+                )
+    elif name == "sf_init":
+        variants = [("kmeans", 0.15), ("random", 0.15), ("average", 0.05), ("average", 0.3)]
+        if quick:
+            variants = variants[:3]
+        for (init, share), seed in ((v, s) for v in variants for s in seeds):
+            yield run_config(
+                "photos",
+                "sf_diveq",
+                seed,
+                steps[0],
+                k,
+                sf_init=init,
+                warmup_share=share,
+                quick=quick,
+            )
+    else:
+        raise ValueError(f"unknown part {name!r}; choose from {PARTS}")
+
+
+def plan(
+    parts: tuple[str, ...] = PARTS, *, quick: bool = False
+) -> tuple[list[RunConfig], list[str]]:
+    """The runs of ``parts`` (each once, in plan order) and the methods left out because
+    they are not implemented yet."""
+    runs: dict[str, RunConfig] = {}
+    missing: set[str] = set()
+    for part in parts:
+        for cfg in _part(part, quick):
+            if available(cfg.method):
+                runs.setdefault(cfg.key, cfg)
+            else:
+                missing.add(cfg.method)
+    return list(runs.values()), sorted(missing)
