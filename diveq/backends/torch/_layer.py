@@ -218,8 +218,9 @@ class Quantizer(nn.Module):
     def set_extra_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`get_extra_state` (``load_state_dict``, after the buffers).
 
-        Raises ``ValueError`` if the state was written by a layer of another kind, shape or
-        (mid-schedule) schedule; states written before diveq recorded the layer load unchecked.
+        ``load_state_dict`` has already refused (``ValueError``) a state written by a layer of
+        another kind, shape or (mid-schedule) schedule; states written before diveq recorded
+        the layer load unchecked.
         """
         self._calls = None
         self._warmup.load(state, self._host_calls())
