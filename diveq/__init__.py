@@ -12,9 +12,11 @@ implementation by import path:
 
 from __future__ import annotations
 
+from diveq._temperature import gumbel_temperature
 from diveq._types import (
     EMALayerOutput,
     EMAState,
+    GumbelState,
     LayerDraws,
     LayerOutput,
     Quantized,
@@ -27,10 +29,12 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "EMALayerOutput",
     "EMAState",
+    "GumbelState",
     "LayerDraws",
     "LayerOutput",
     "Quantized",
     "SFLayerOutput",
     "SFQuantized",
     "__version__",
+    "gumbel_temperature",
 ]

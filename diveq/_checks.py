@@ -17,11 +17,13 @@ __all__ = [
     "check_codebook",
     "check_codebooks",
     "check_draw",
+    "check_hard",
     "check_indices",
     "check_latents",
     "check_noise_std",
     "check_num_codes",
     "check_same_device",
+    "check_tau",
 ]
 
 
@@ -153,6 +155,26 @@ def check_noise_std(noise_std: Any) -> None:
             f"`noise_std` must be a scalar; got {type(noise_std).__name__} "
             f"with shape {getattr(noise_std, 'shape', None)}"
         )
+
+
+def check_tau(tau: Any) -> None:
+    """Raise unless the temperature ``tau`` is a finite number ``> 0`` (arrays: a scalar, whose
+    value is not inspected, as for :func:`check_noise_std`)."""
+    if isinstance(tau, bool):
+        raise TypeError(f"`tau` must be a real number; got {tau!r}")
+    if isinstance(tau, (int, float)):
+        if not math.isfinite(tau) or tau <= 0:
+            raise ValueError(f"`tau` must be finite and > 0; got {tau!r}")
+        return
+    if getattr(tau, "ndim", None) != 0:
+        shape = getattr(tau, "shape", None)
+        raise ValueError(f"`tau` must be a scalar; got {type(tau).__name__} with shape {shape}")
+
+
+def check_hard(hard: Any) -> None:
+    """Raise unless ``hard`` is a bool."""
+    if not isinstance(hard, bool):
+        raise TypeError(f"`hard` must be a bool; got {hard!r}")
 
 
 def check_draw(name: str, draw: Any, expected: tuple[int, ...], like: Any = None) -> None:

@@ -108,6 +108,25 @@ PARAMS: dict[str, Param] = {
     "sums": Param("{array}", "{array}, shape (K, D)", "The sum of those rows per code.", REQUIRED),
     "decay": Param("float", "float, default 0.99", "EMA decay in ``[0, 1]``.", 0.99),
     "eps": Param("float", "float, default 1e-5", "Laplace smoothing ``>= 0`` of the sizes.", 1e-5),
+    "tau": Param(
+        "float | {array}",
+        "float or {array}, default 1.0",
+        "Temperature ``> 0`` of the soft sample (anneal it with :func:`diveq.gumbel_temperature`"
+        "); an array is traced by JAX, so a new value compiles nothing.",
+        1.0,
+    ),
+    "hard": Param(
+        "bool",
+        "bool, default False",
+        "Straight-through: the values are the sampled codewords ``c_k``, the gradient that of "
+        "the soft sample.",
+        False,
+    ),
+    "gumbel": Param(
+        "{array} | None",
+        "{array}, shape z.shape[:-1] + (K,), optional",
+        "Standard Gumbel draws ``-log(-log U)``. Drawn with ``{rng}`` when not given.",
+    ),
 }
 
 _BOOK_SHAPES = {"single": "(K, D)", "product": "(M, K, D / M)", "residual": "(M, K, D)"}
@@ -142,6 +161,9 @@ class Op:
         Whether the op takes ``noise_std``.
     train : bool
         Differentiable estimator (has a reference ``_vjp``); otherwise hard inference.
+    gumbel : bool
+        Whether the op takes a ``gumbel`` draw (see :meth:`gumbel_shape`) and the options
+        ``tau`` and ``hard`` (the Gumbel-softmax quantiser).
     summary : str
         One-line summary of the function's docstring.
     params : tuple of str
@@ -165,6 +187,7 @@ class Op:
     dither: bool = False
     noise_std: bool = False
     train: bool = False
+    gumbel: bool = False
     summary: str = ""
     params: tuple[str, ...] = ()
     returns: tuple[str, ...] = ()
@@ -180,7 +203,7 @@ class Op:
     @property
     def stochastic(self) -> bool:
         """Whether the op takes random draws (and so the backend's randomness keyword)."""
-        return self.noise is not None or self.dither
+        return self.noise is not None or self.dither or self.gumbel
 
     @property
     def book_name(self) -> str:
@@ -193,6 +216,8 @@ class Op:
         ``"<rng>"`` stands for the backend's randomness keyword."""
         if self.params:
             return self.params
+        if self.gumbel:
+            return ("z", self.book_name, "*", "tau", "hard", "gumbel", RNG)
         draws = [name for name in ("noise_std", "dither", "noise") if getattr(self, name)]
         return ("z", self.book_name, "*", *draws, *([RNG] if self.stochastic else []), "chunk_size")
 
@@ -218,6 +243,14 @@ class Op:
         if not self.dither:
             return None
         return (*books_shape[:-2], int(books_shape[-2]) - 1)
+
+    def gumbel_shape(
+        self, z_shape: tuple[int, ...], books_shape: tuple[int, ...]
+    ) -> tuple[int, ...] | None:
+        """Shape of the ``gumbel`` draw: ``z.shape[:-1] + (K,)`` (``None``: no such draw)."""
+        if not self.gumbel:
+            return None
+        return (*tuple(z_shape)[:-1], int(books_shape[-2]))
 
     @property
     def example(self) -> tuple[str, str]:
@@ -329,6 +362,17 @@ OPS: tuple[Op, ...] = (
         "rotation_trick",
         "Rotation trick: forward ``c_k``, gradient rotated and scaled from ``c_k`` to ``z``.",
         train=True,
+    ),
+    _op(
+        "gumbel_softmax",
+        "Gumbel-softmax: a relaxed sample of the codeword, logits ``-||z - c_k||^2``.",
+        gumbel=True,
+        train=True,
+        expect=(
+            "dq.gumbel_softmax(z, codebook, hard=True, gumbel={array}([[0.0, 0.0]])).indices"
+            ".tolist()",
+            "[0]",
+        ),
     ),
 )
 

@@ -98,12 +98,15 @@ class LayerDraws(NamedTuple):
         ``(K,)``, or ``(M, K)`` for composites.
     perturbation : array, optional
         Standard-normal perturbation of replaced codes: ``(K, D)``, or ``(M, K, D')``.
+    gumbel : array, optional
+        Standard Gumbel draws of a Gumbel-softmax layer: ``(N, K)``.
     """
 
     noise: Any = None
     dither: Any = None
     donors: Any = None
     perturbation: Any = None
+    gumbel: Any = None
 
 
 class EMAState(NamedTuple):
@@ -140,3 +143,16 @@ class EMALayerOutput(NamedTuple):
     indices: Any
     perplexity: Any
     loss: Any
+
+
+class GumbelState(NamedTuple):
+    """State of a Gumbel-softmax layer: only its codebook, trained by gradient (a pytree in
+    JAX).
+
+    Attributes
+    ----------
+    codebook : array, shape (K, D)
+        The codewords.
+    """
+
+    codebook: Any

@@ -189,5 +189,6 @@ def _demo_model(method: str, cfg: Config) -> VQVAE:
         avg_iters=cfg.avg_iters,
         noise_std=cfg.noise_std,
         codebook_init=cfg.codebook_init,
+        steps=cfg.steps,
     )
     return VQVAE(quantizer, cfg.dim, cfg.hidden)

@@ -2,15 +2,19 @@
 
 Every quantizer takes latents ``(B, D, H, W)`` and returns ``(values, indices, aux_loss)``:
 ``aux_loss`` is the codebook + commitment loss for STE and the rotation trick and ``0`` for
-the others (NSVQ, DiVeQ and SF-DiVeQ train the codebook through the reconstruction loss alone).
+the others (NSVQ, Gumbel-softmax, DiVeQ and SF-DiVeQ train the codebook through the
+reconstruction loss alone).
 Train mode runs the estimator, eval mode the hard inference.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
+import diveq
 import diveq.backends.torch as dq
 import diveq.core
 
@@ -25,6 +29,7 @@ METHODS = {
     "diveq": "DiVeQ",
     "sf_diveq": "SF-DiVeQ",
     "ema": "EMA codebook",  # STE values, EMA codebook, commitment beta 0.25 (no replacement)
+    "gumbel": "Gumbel-softmax",
 }
 
 
@@ -145,6 +150,39 @@ class Layer(nn.Module):
 _VERTEX_DECODE = {dq.ProductDiVeQ: dq.product_quantize, dq.ResidualDiVeQ: dq.residual_quantize}
 
 
+class Gumbel(nn.Module):
+    """:class:`diveq.backends.torch.GumbelVQ`, straight-through (``hard=True``: the decoder sees
+    codewords, as at inference), its temperature annealed by :func:`diveq.gumbel_temperature`
+    from 1 to 0.5 over the ``steps`` train-mode calls of the run."""
+
+    def __init__(
+        self, num_codes: int, dim: int, steps: int, codebook_init: str = "symmetric"
+    ) -> None:
+        super().__init__()
+        self.layer = dq.GumbelVQ(
+            num_codes, dim, hard=True, feature_axis=1, codebook_init=codebook_init
+        )
+        self.rate, self.calls = math.log(2.0) / max(steps, 1), 0
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        return self.layer.codebook
+
+    @property
+    def books(self) -> torch.Tensor:
+        """The codebook as ``(1, K, D)``."""
+        return self.layer.codebook[None]
+
+    def forward(
+        self, z: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.training:
+            self.layer.tau = diveq.gumbel_temperature(self.calls, rate=self.rate)
+            self.calls += 1
+        out = self.layer(z, generator=generator)
+        return out.values, out.indices, z.new_zeros(())
+
+
 def make_quantizer(
     method: str,
     num_codes: int,
@@ -155,8 +193,10 @@ def make_quantizer(
     avg_iters: int = 50,
     noise_std: float = 1e-3,
     codebook_init: str = "symmetric",
+    steps: int = 1500,
 ) -> nn.Module:
-    """The quantizer of ``method`` (a key of :data:`METHODS`)."""
+    """The quantizer of ``method`` (a key of :data:`METHODS`); ``steps``, the length of the run,
+    sets the Gumbel-softmax temperature schedule."""
     iters = 100 if replacement else None
     if method == "diveq":
         return Layer(
@@ -185,6 +225,8 @@ def make_quantizer(
         return Layer(
             dq.EMAVQ(num_codes, dim, beta=0.25, feature_axis=1, codebook_init=codebook_init)
         )
+    if method == "gumbel":
+        return Gumbel(num_codes, dim, steps, codebook_init)
     if method in ("ste", "rotation", "nsvq"):
         return Baseline(
             method, num_codes, dim, replacement_iters=iters, codebook_init=codebook_init

@@ -73,7 +73,9 @@ def _demo(name: str) -> Callable[[QuantizerSpec], nn.Module]:
     """The demo's quantizer ``name`` (``examples/_vqvae.py``)."""
 
     def build(s: QuantizerSpec) -> nn.Module:
-        return make_quantizer(name, s.num_codes, s.dim, codebook_init=s.codebook_init)
+        return make_quantizer(
+            name, s.num_codes, s.dim, codebook_init=s.codebook_init, steps=s.steps
+        )
 
     return build
 
@@ -146,12 +148,7 @@ METHODS: dict[str, Method] = {
     "product_sf_diveq": _composite_method("product SF-DiVeQ", dq.ProductDiVeQ, True),
     "residual_sf_diveq": _composite_method("residual SF-DiVeQ", dq.ResidualDiVeQ, True),
     "ema": Method("EMA codebook", _demo("ema"), moving=True),
-    # TODO(coordinator): Gumbel-softmax (branch `gumbel`, not merged here: `ema` and `gumbel`
-    # conflict with each other in the library). Once both are merged, replace `None` by
-    # `_demo("gumbel")` and pass `steps=s.steps` in `_demo` (the demo's `make_quantizer` of
-    # that branch takes it for the temperature schedule; give its wrapper `codebook_init` as
-    # the others have). Until then the plan lists it as left out and trains nothing for it.
-    "gumbel": Method("Gumbel-softmax", None),
+    "gumbel": Method("Gumbel-softmax", _demo("gumbel")),
 }
 
 

@@ -13,7 +13,8 @@ import diveq.reference
 from diveq._ops import FUNCTIONS
 
 MODULES = [f"diveq.reference.{m.name}" for m in pkgutil.iter_modules(diveq.reference.__path__)] + [
-    "diveq.testing._check"
+    "diveq.testing._check",
+    "diveq._temperature",
 ]
 
 

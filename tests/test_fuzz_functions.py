@@ -88,16 +88,23 @@ def _call_args(backend: Adapter, case: Case) -> tuple[tuple[Any, Any], dict[str,
     return args, kwargs
 
 
-def _gradient_bound(op: Op, z: np.ndarray, books: np.ndarray, cot: np.ndarray) -> float:
+def _gradient_bound(
+    op: Op, z: np.ndarray, books: np.ndarray, cot: np.ndarray, tau: float = 1.0
+) -> float:
     """Bound on every gradient entry of ``op``, from the exact (float64) inputs.
 
     DiVeQ-type estimators (SF, composite, NSVQ and STE included) give each row ``|dz| <= 2
     |g|`` and each codeword at most ``|g|`` per row that selects it. The rotation trick gives
     ``|dz| = s |g|`` (``R`` is orthogonal) with ``s = ||c_k|| / max(||z||, 1e-12)``, which can
     exceed every dtype (bounded here with the largest codeword). Finite gradients are required
-    only where this bound is representable.
+    only where this bound is representable. The Gumbel-softmax sends each row's ``g`` through
+    the logits: ``|dz| <= |g| 4 max||c|| (max||c|| + ||z||) / tau``, plus ``|g|`` directly.
     """
     g = np.linalg.norm(cot.reshape(-1, cot.shape[-1]), axis=-1)
+    if op.gumbel:
+        zn = np.linalg.norm(z.reshape(-1, z.shape[-1]), axis=-1)
+        cmax = float(np.max(np.linalg.norm(books, axis=-1), initial=0.0))
+        return float(np.sum(g * (1 + 4 * cmax * (cmax + zn) / tau)))
     if op.name != "rotation_trick":
         return 2.0 * float(g.sum())
     zn = np.linalg.norm(z.reshape(-1, z.shape[-1]), axis=-1)
@@ -145,7 +152,8 @@ def check_function(backend: Adapter, op: Op, case: Case) -> None:
 
     cot = _convert(backend, case.cotangent, case.extra["dtype"])
     dz, dbooks = backend.vjp(values, args, kwargs, cot)
-    bound = _gradient_bound(op, *(backend.to_numpy(a).astype(np.float64) for a in (*args, cot)))
+    arrays = (backend.to_numpy(a).astype(np.float64) for a in (*args, cot))
+    bound = _gradient_bound(op, *arrays, tau=case.tau)
     if bound < LARGEST[case.extra["dtype"]] / 4:
         _finite(np.asarray(dz), f"{what} dz")
     if bound < LARGEST[case.extra["book_dtype"]] / 4:

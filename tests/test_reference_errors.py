@@ -73,6 +73,8 @@ class Fn:
             kw["noise"] = rng.standard_normal(self.noise_shape(z_shape))
         if self.dither:
             kw["dither"] = rng.random(self.dither_shape())
+        if self.op.gumbel and np.ndim(books) >= 2:
+            kw["gumbel"] = rng.gumbel(size=self.op.gumbel_shape(z_shape, np.shape(books)))
         cot = overrides.pop("cotangent", np.ones(z_shape))
         kw.update(overrides)
         args = (z, books, cot) if self.vjp else (z, books)
@@ -97,6 +99,7 @@ def test_every_public_array_function_is_covered():
     state = {"code_usage", "perplexity", "update_usage", "dead_codes", "replace_dead_codes"}
     types = {"Quantized", "SFQuantized", "LayerOutput", "SFLayerOutput", "LayerDraws"}
     layers = {"DiVeQ", "SFDiVeQ", "ProductDiVeQ", "ResidualDiVeQ", "LayerState"}  # own tests
+    layers |= {"GumbelVQ", "GumbelState"}
     ema = {"EMAState", "EMALayerOutput", "EMAVQ", "ema_init", "ema_statistics", "ema_update"}
     public = set(ref.__all__) - types - layers - {"warmup_codebook"} - state - ema
     assert public == covered

@@ -124,6 +124,26 @@ def frozen_rotation(z0, c0, s, xi, lam) -> Surrogate:
     return f
 
 
+def frozen_gumbel(z0, c0, s, xi, lam, *, gumbel, tau, hard) -> Surrogate:
+    """Soft: smooth as it is. Hard: ``(onehot(k) + y(z, C) - y0) @ C`` (straight-through)."""
+
+    def soft(z: np.ndarray, c: np.ndarray) -> np.ndarray:
+        dist = np.sum((z[:, None, :] - c[None]) ** 2, axis=-1)
+        a = (gumbel - dist) / tau
+        e = np.exp(a - a.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    if not hard:
+        return lambda z, c: soft(z, c) @ c
+    dist0 = np.sum((z0[:, None, :] - c0[None]) ** 2, axis=-1)
+    score = np.sort(gumbel - dist0, axis=1)
+    if score.shape[1] > 1:
+        assume(np.all(score[:, -1] - score[:, -2] > GAP * (1 + np.abs(score[:, -1]))))
+    k = np.argmax(gumbel - dist0, axis=1)
+    onehot, y0 = np.eye(c0.shape[0])[k], soft(z0, c0)
+    return lambda z, c: (onehot + soft(z, c) - y0) @ c
+
+
 @dataclass(frozen=True)
 class Case:
     """An estimator of the table with its independently written frozen surrogate."""
@@ -151,6 +171,7 @@ SURROGATES: dict[str, Callable[..., Surrogate]] = {
     "ste": frozen_ste,
     "nsvq": frozen_nsvq,
     "rotation_trick": frozen_rotation,
+    "gumbel_softmax": frozen_gumbel,
 }
 CASES = {
     op.name: Case(op, SURROGATES[op.name] if op.books == "single" else _composite_surrogate(op))
@@ -192,6 +213,12 @@ def problems(draw: Any, case: Case) -> dict[str, Any]:
     out["xi"] = rng.standard_normal(op.noise_shape(z.shape) or z.shape)
     lam_shape = op.dither_shape(shape)
     out["lam"] = None if lam_shape is None else rng.random(lam_shape)
+    if op.gumbel:
+        out["extra"] = {
+            "gumbel": rng.gumbel(size=op.gumbel_shape(z.shape, shape)),
+            "tau": draw(st.sampled_from([0.3, 1.0, 3.0])),
+            "hard": draw(st.booleans()),
+        }
     return out
 
 
@@ -203,7 +230,7 @@ def _options(case: Case, p: dict[str, Any]) -> dict[str, Any]:
         kw["noise"] = p["xi"]
     if case.op.dither:
         kw["dither"] = p["lam"]
-    return kw
+    return {**kw, **p.get("extra", {})}
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -213,7 +240,7 @@ def test_vjp_matches_finite_differences_of_frozen_surrogate(name: str, data: st.
     case = CASES[name]
     p = data.draw(problems(case))
     z0, c0, g = p["z"], p["c"], p["g"]
-    f = case.surrogate(z0, c0, p["s"], p["xi"], p["lam"])
+    f = case.surrogate(z0, c0, p["s"], p["xi"], p["lam"], **p.get("extra", {}))
     kw = _options(case, p)
 
     # the surrogate reproduces the forward pass at the base point
@@ -263,6 +290,9 @@ def test_vjp_is_linear_in_the_cotangent(name: str):
         "xi": rng.standard_normal(case.op.noise_shape(z.shape) or z.shape),
         "lam": None if lam_shape is None else rng.random(lam_shape),
     }
+    if case.op.gumbel:
+        gumbel = rng.gumbel(size=case.op.gumbel_shape(z.shape, c.shape))
+        p["extra"] = {"gumbel": gumbel, "tau": 0.5, "hard": True}
     kw = _options(case, p)
     g1, g2 = rng.standard_normal(z.shape), rng.standard_normal(z.shape)
     a1, b1 = case.vjp(z, c, g1, **kw)

@@ -1,10 +1,11 @@
 """The framework-agnostic implementation, written once against the Python array API.
 
-Every function takes its random draws explicitly (``noise=``, ``dither=``, ``uniform=``) and a
-``stop_gradient`` callable (identity by default, right for NumPy and array-api-strict). The
-backends (:mod:`diveq.backends.torch`, :mod:`diveq.backends.jax`) sample the draws, supply
-their stop-gradient, and add the layers. The semantics are those of :mod:`diveq.reference`;
-the test suite checks this module against it on NumPy and on ``array_api_strict``.
+Every function takes its random draws explicitly (``noise=``, ``dither=``, ``uniform=``,
+``gumbel=``) and a ``stop_gradient`` callable (identity by default, right for NumPy and
+array-api-strict). The backends (:mod:`diveq.backends.torch`, :mod:`diveq.backends.jax`)
+sample the draws, supply their stop-gradient, and add the layers. The semantics are those of
+:mod:`diveq.reference`; the test suite checks this module against it on NumPy and on
+``array_api_strict``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from diveq.core._composite import (
 )
 from diveq.core._ema import ema_init, ema_statistics, ema_update
 from diveq.core._estimators import diveq, sf_diveq
+from diveq.core._gumbel import gumbel_softmax
 from diveq.core._schedule import (
     replacement_due,
     warmup_collects,
@@ -49,6 +51,7 @@ __all__ = [
     "ema_init",
     "ema_statistics",
     "ema_update",
+    "gumbel_softmax",
     "nearest",
     "nsvq",
     "perplexity",

@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from diveq._checks import check_codebook, check_codebooks, check_noise_std
+from diveq._checks import check_codebook, check_codebooks, check_noise_std, check_tau
 from diveq._ops import FUNCTIONS, Op
 from diveq.core._common import Array, StopGradient
 from diveq.core._faces import Idiom, docstring, signature
@@ -22,7 +22,8 @@ __all__ = ["Sampler", "bind"]
 
 
 class Sampler(Protocol):
-    """Draws standard-normal (``"normal"``) and ``[0, 1)`` (``"uniform"``) arrays."""
+    """Draws standard-normal (``"normal"``), ``[0, 1)`` (``"uniform"``) and standard Gumbel
+    (``"gumbel"``, finite) arrays."""
 
     def __call__(
         self, rng: Any, requests: list[tuple[str, tuple[int, ...]]], like: Array
@@ -62,6 +63,12 @@ def _stochastic(
         if dither_shape is not None and kw["dither"] is None:
             requests.append(("uniform", dither_shape))
             slots.append("dither")
+        gumbel_shape = op.gumbel_shape(tuple(z.shape), tuple(books.shape))
+        if gumbel_shape is not None:
+            check_tau(kw["tau"])  # before sampling, as every other argument
+            if kw["gumbel"] is None:
+                requests.append(("gumbel", gumbel_shape))
+                slots.append("gumbel")
         if requests:
             kw.update(zip(slots, sample(rng, requests, z), strict=True))
         return core_fn(z, books, stop_gradient=sg, **kw)

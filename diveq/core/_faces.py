@@ -141,6 +141,9 @@ def _raises(op: Op, idiom: Idiom) -> list[str]:
     if "noise_std" in names:
         types.append("``noise_std`` is not a real number")
         values.append("``noise_std`` is negative or not finite")
+    if "tau" in names:
+        types.append("``tau`` is not a real number, or ``hard`` is not a bool")
+        values.append("``tau`` is not finite and > 0")
     if op.stochastic:
         values.append("a draw has the wrong shape")
         values += [idiom.raises] if idiom.raises else []

@@ -54,6 +54,8 @@ from diveq.reference._composite_sf import (
 from diveq.reference._diveq import diveq, diveq_vjp
 from diveq.reference._ema import ema_init, ema_statistics, ema_update
 from diveq.reference._ema_layer import EMAVQ
+from diveq.reference._gumbel import gumbel_softmax, gumbel_softmax_vjp
+from diveq.reference._gumbel_layer import GumbelState, GumbelVQ
 from diveq.reference._layer_state import LayerState
 from diveq.reference._layers import DiVeQ, ProductDiVeQ, ResidualDiVeQ, SFDiVeQ
 from diveq.reference._replacement import dead_codes, replace_dead_codes
@@ -84,6 +86,7 @@ __all__ = [
     "ste",
     "nsvq",
     "rotation_trick",
+    "gumbel_softmax",
     "commitment_loss",
     # vector-Jacobian products
     "diveq_vjp",
@@ -95,6 +98,7 @@ __all__ = [
     "ste_vjp",
     "nsvq_vjp",
     "rotation_trick_vjp",
+    "gumbel_softmax_vjp",
     "commitment_loss_vjp",
     # training state
     "code_usage",
@@ -115,7 +119,9 @@ __all__ = [
     "SFDiVeQ",
     "ProductDiVeQ",
     "ResidualDiVeQ",
+    "GumbelVQ",
     "LayerState",
+    "GumbelState",
     "LayerDraws",
     "LayerOutput",
     "SFLayerOutput",

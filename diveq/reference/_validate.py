@@ -38,6 +38,7 @@ __all__ = [
     "positive_int",
     "real_number",
     "required_draw",
+    "tau_value",
 ]
 
 
@@ -140,9 +141,22 @@ class Draws:
         """``given``, or standard-normal draws of ``shape``."""
         return given if given is not None else self._generator().standard_normal(shape)
 
+    def gumbel(self, given: F64 | None, shape: tuple[int, ...]) -> F64:
+        """``given``, or standard Gumbel draws ``-log(-log U)`` of ``shape``."""
+        return given if given is not None else self._generator().gumbel(size=shape)
+
     def noise(self, given: F64 | None, shape: tuple[int, ...], *, needed: bool) -> F64 | None:
         """``given``, or standard-normal draws of ``shape`` if ``needed``, else ``None``."""
         return self.normal(given, shape) if needed else given
+
+
+def tau_value(tau: Any) -> float:
+    """Return the temperature ``tau`` as a Python float after checking it is finite and > 0."""
+    _checks.check_tau(tau)
+    t = float(np.asarray(tau, dtype=np.float64))
+    if not math.isfinite(t) or t <= 0:
+        raise ValueError(f"`tau` must be finite and > 0; got {t!r}")
+    return t
 
 
 def check_chunk_size(chunk_size: Any) -> None:

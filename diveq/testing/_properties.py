@@ -80,6 +80,17 @@ def _scale(*arrays: np.ndarray) -> float:
     return max([1.0] + [float(np.max(np.abs(a))) for a in arrays if a is not None and a.size])
 
 
+def _conditioning(case: Case) -> float:
+    """How much an op amplifies the rounding of its inputs beyond their magnitude: 1, but for
+    the Gumbel-softmax ``1 + max |l| / tau`` (a softmax turns an absolute error ``e`` of the
+    logits ``l = -||z - c||^2`` into a relative error ``e / tau`` of the sample)."""
+    if not case.op.gumbel:
+        return 1.0
+    x = case.z.reshape(-1, case.z.shape[-1])
+    dist = ((x[:, None, :] - case.books[None]) ** 2).sum(-1)
+    return 1.0 + float(np.max(dist, initial=0.0)) / case.tau
+
+
 def check_forward(
     adapter: Adapter, op: Op, dtype: str = "float64", *, max_examples: int | None = None
 ) -> None:
@@ -95,7 +106,7 @@ def check_forward(
             assert_equal(adapter.to_numpy(got), want, f"{what} indices")
             return
         assert_equal(adapter.to_numpy(got.indices), want.indices, f"{what} indices")
-        scale = _scale(case.z, case.books)
+        scale = _scale(case.z, case.books) * _conditioning(case)
         assert_close(adapter.to_numpy(got.values), want.values, dtype, scale, f"{what} values")
         if got.values.dtype != args[0].dtype:
             raise AssertionError(f"{what}: values dtype {got.values.dtype} != z dtype")
@@ -124,8 +135,9 @@ def check_gradient(
             case.z, case.books, case.cotangent, **case.draws()
         )
         what = f"{adapter.name}.{op.name}[{dtype}]"
-        scale = _scale(case.cotangent) * max(1, case.z.size // max(case.z.shape[-1], 1))
-        assert_close(dz, want_dz, dtype, _scale(case.cotangent), f"{what} dz")
+        cond = _conditioning(case) ** 2 if op.gumbel else 1.0  # the softmax and its gradient
+        scale = _scale(case.cotangent) * max(1, case.z.size // max(case.z.shape[-1], 1)) * cond
+        assert_close(dz, want_dz, dtype, _scale(case.cotangent) * cond, f"{what} dz")
         assert_close(dc, want_dc, dtype, scale, f"{what} dcodebook")
 
     _run_given(cases(op, dtype, few_shapes=adapter.compiles), body, max_examples)
@@ -159,6 +171,8 @@ def _fixed_case(op: Op, k: int = 4, m: int = 2, width: int = 2, lead: tuple[int,
         case.noise = rng.standard_normal(noise_shape)
     if dither_shape is not None:
         case.dither = rng.random(dither_shape)
+    if op.gumbel:
+        case.gumbel = rng.gumbel(size=op.gumbel_shape(z.shape, case.books.shape))
     return case
 
 
@@ -207,7 +221,15 @@ def check_errors(adapter: Adapter, op: Op) -> None:
             call(z, books.astype(bad_dtype))
     with raises(ValueError, "`z`", "0-d"):
         call(np.zeros(()), books, **_redraw(case, np.zeros(())))
-    for draw in [name for name in ("noise", "dither") if case.draws().get(name) is not None]:
+    if op.gumbel:
+        for bad_tau in (0.0, -1.0, float("nan"), float("inf")):
+            with raises(ValueError, "tau"):
+                call(z, books, tau=bad_tau)
+        wrong = np.zeros((*case.gumbel.shape[:-1], case.gumbel.shape[-1] + 1))
+        with raises(ValueError, "gumbel", str(case.gumbel.shape), str(wrong.shape)):
+            call(z, books, gumbel=wrong)
+    names = ("noise", "dither", "gumbel")
+    for draw in [name for name in names if case.draws().get(name) is not None]:
         with raises(TypeError, f"`{draw}`"):
             call(z, books, **{draw: case.draws()[draw].astype(np.int64)})
 
@@ -215,6 +237,8 @@ def check_errors(adapter: Adapter, op: Op) -> None:
 def _redraw(case: Case, z: np.ndarray) -> dict[str, Any]:
     """Draws of the right shape for a differently shaped ``z``."""
     shape = case.op.noise_shape(z.shape)
+    if case.op.gumbel and z.ndim:
+        return {"gumbel": np.zeros(case.op.gumbel_shape(z.shape, case.books.shape))}
     return {} if shape is None else {"noise": np.zeros(shape)}
 
 

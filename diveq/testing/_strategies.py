@@ -30,10 +30,16 @@ class Case:
     noise: np.ndarray | None = None
     dither: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    gumbel: np.ndarray | None = None
+    tau: float = 1.0
+    hard: bool = False
 
     def draws(self) -> dict[str, Any]:
-        """The op's keyword arguments: ``noise_std``, ``noise``, ``dither`` as NumPy arrays."""
+        """The op's keyword arguments: ``noise_std``, ``noise``, ``dither`` (and ``tau``,
+        ``hard``, ``gumbel`` for the Gumbel-softmax), arrays as NumPy arrays."""
         kw: dict[str, Any] = {}
+        if self.op.gumbel:  # tau as an array: compiled backends trace it (no recompiles)
+            kw.update(tau=np.asarray(self.tau), hard=self.hard, gumbel=self.gumbel)
         if self.op.noise_std:
             kw["noise_std"] = self.noise_std
         if self.op.noise is not None:
@@ -96,6 +102,11 @@ def cases(
         case.noise = _round(rng.standard_normal(noise_shape), dtype)
     if dither_shape is not None:
         case.dither = _round(rng.random(dither_shape), dtype)
+    if op.gumbel:  # a temperature on the logits' scale, so the sample is soft at every scale
+        case.gumbel = _round(rng.gumbel(size=op.gumbel_shape(z.shape, books.shape)), dtype)
+        case.tau = float(_round(draw(st.sampled_from([0.2, 1.0, 5.0])) * scale**2, dtype))
+        # compiled backends: one `hard` per shape (both occur), so one compilation per shape
+        case.hard = lead == (5,) if few_shapes else draw(st.booleans())
     assume(separated(case, separation_tolerance(dtype)))
     return case
 
@@ -153,12 +164,26 @@ def _antiparallel(x: np.ndarray, c: np.ndarray, tol: float) -> bool:
     return bool(np.any((x * ck).sum(-1) / norms <= -1 + tol))
 
 
+def _gumbel_separated(x: np.ndarray, c: np.ndarray, g: np.ndarray, tol: float) -> bool:
+    """No near-tie in ``argmax(l + g)`` (the sampled code) nor in ``argmin`` (inference)."""
+    dist = _sq(x, c)
+    scale = (x * x).sum(-1) + (c * c).sum(-1).max() + np.abs(g).max(initial=0.0) + 1e-30
+    for score in (g - dist, -dist):
+        if score.shape[1] >= 2:
+            best2 = -np.sort(-score, axis=-1)[:, :2]
+            if np.any(best2[:, 0] - best2[:, 1] <= tol * scale):
+                return False
+    return True
+
+
 def separated(case: Case, tol: float) -> bool:
     """Whether every search of ``case`` is free of near-ties."""
     op = case.op
     x = case.z.reshape(-1, case.z.shape[-1])
     if x.shape[0] == 0:
         return True
+    if op.gumbel and case.gumbel is not None:
+        return _gumbel_separated(x, case.books, case.gumbel.reshape(len(x), -1), tol)
     if op.books == "single":
         lam = case.dither if op.dither else None
         if op.name == "rotation_trick" and _antiparallel(x, case.books, tol):

@@ -21,6 +21,7 @@ from __future__ import annotations
 from diveq._types import (
     EMALayerOutput,
     EMAState,
+    GumbelState,
     LayerDraws,
     LayerOutput,
     Quantized,
@@ -34,6 +35,7 @@ from diveq.backends.jax._api import (
     ema_init,
     ema_statistics,
     ema_update,
+    gumbel_softmax,
     nearest,
     nsvq,
     perplexity,
@@ -52,6 +54,7 @@ from diveq.backends.jax._api import (
     ste,
 )
 from diveq.backends.jax._ema_layer import EMAVQ
+from diveq.backends.jax._gumbel import GumbelVQ
 from diveq.backends.jax._layers import DiVeQ, ProductDiVeQ, ResidualDiVeQ, SFDiVeQ
 from diveq.backends.jax._state import (
     CompositeState,
@@ -66,6 +69,8 @@ __all__ = [
     "EMAVQ",
     "CompositeState",
     "DiVeQ",
+    "GumbelState",
+    "GumbelVQ",
     "LayerDraws",
     "LayerOutput",
     "ProductDiVeQ",
@@ -81,6 +86,7 @@ __all__ = [
     "ema_init",
     "ema_statistics",
     "ema_update",
+    "gumbel_softmax",
     "merge_params",
     "nearest",
     "nsvq",

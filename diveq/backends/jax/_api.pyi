@@ -121,6 +121,15 @@ def rotation_trick(
     *,
     chunk_size: int | str | None = None,
 ) -> Quantized: ...
+def gumbel_softmax(
+    z: jax.Array,
+    codebook: jax.Array,
+    *,
+    tau: float | jax.Array = 1.0,
+    hard: bool = False,
+    gumbel: jax.Array | None = None,
+    key: jax.Array | None = None,
+) -> Quantized: ...
 def commitment_loss(
     z: jax.Array,
     codebook: jax.Array,

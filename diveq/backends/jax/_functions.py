@@ -51,7 +51,8 @@ def sample(
     requests: list[tuple[str, tuple[int, ...]]],
     like: jax.Array,
 ) -> list[jax.Array]:
-    """One standard-normal (``"normal"``) or ``[0, 1)`` (``"uniform"``) array per request.
+    """One standard-normal (``"normal"``), ``[0, 1)`` (``"uniform"``) or standard Gumbel
+    (``"gumbel"``) array per request.
 
     ``rng`` is the caller's ``key`` (a :func:`jax.random.key`), split into one subkey per
     request.
@@ -62,22 +63,22 @@ def sample(
         If ``rng`` (the caller's ``key``) is ``None``.
     """
     if rng is None:
-        wanted = ", ".join(
-            f"`{'noise' if kind == 'normal' else 'dither'}` of shape {shape}"
-            for kind, shape in requests
-        )
+        wanted = ", ".join(f"`{_DRAW_NAMES[kind]}` of shape {shape}" for kind, shape in requests)
         raise ValueError(
             f"`key` is required to sample {wanted}: pass key=jax.random.key(seed) "
-            "or the draws explicitly (noise=, dither=), or use noise_std=0 for the "
+            "or the draws explicitly (noise=, dither=, gumbel=), or use noise_std=0 for the "
             "deterministic variant"
         )
     dtype = draw_dtype(like)
     keys = jax.random.split(rng, len(requests))
     out = []
     for sub, (kind, shape) in zip(keys, requests, strict=True):
-        draw = jax.random.normal if kind == "normal" else jax.random.uniform
-        out.append(draw(sub, shape, dtype=dtype))
+        out.append(_DRAWS[kind](sub, shape, dtype=dtype))
     return out
+
+
+_DRAW_NAMES = {"normal": "noise", "uniform": "dither", "gumbel": "gumbel"}
+_DRAWS = {"normal": jax.random.normal, "uniform": jax.random.uniform, "gumbel": jax.random.gumbel}
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))

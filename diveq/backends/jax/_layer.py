@@ -124,10 +124,11 @@ class Layer(Config):
         --------
         >>> import jax, diveq.backends.jax as dq
         >>> state = dq.SFDiVeQ(8, 2, rows_per_call=16).init(jax.random.key(0))
-        >>> dq.DiVeQ(8, 2).check_state(state)
-        Traceback (most recent call last):
-        ...
-        ValueError: the checkpoint was written by a layer SFDiVeQ and cannot load into a layer DiVeQ
+        >>> try:
+        ...     dq.DiVeQ(8, 2).check_state(state)
+        ... except ValueError as err:
+        ...     print(str(err).split(" and ")[0])
+        the checkpoint was written by a layer SFDiVeQ
         """
         return sig.check(self.spec, state)
 

@@ -32,6 +32,7 @@ from diveq.backends.torch._api import (
     ema_init,
     ema_statistics,
     ema_update,
+    gumbel_softmax,
     nearest,
     nsvq,
     perplexity,
@@ -50,6 +51,7 @@ from diveq.backends.torch._api import (
     ste,
 )
 from diveq.backends.torch._ema_layer import EMAVQ
+from diveq.backends.torch._gumbel import GumbelVQ
 from diveq.backends.torch._layers import DiVeQ, SFDiVeQ
 from diveq.backends.torch._layers_composite import ProductDiVeQ, ResidualDiVeQ
 
@@ -58,6 +60,7 @@ __all__ = [
     "EMAState",
     "EMAVQ",
     "DiVeQ",
+    "GumbelVQ",
     "LayerDraws",
     "LayerOutput",
     "ProductDiVeQ",
@@ -72,6 +75,7 @@ __all__ = [
     "ema_init",
     "ema_statistics",
     "ema_update",
+    "gumbel_softmax",
     "nearest",
     "nsvq",
     "perplexity",

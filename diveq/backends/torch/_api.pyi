@@ -126,6 +126,15 @@ def rotation_trick(
     *,
     chunk_size: int | str | None = None,
 ) -> Quantized: ...
+def gumbel_softmax(
+    z: torch.Tensor,
+    codebook: torch.Tensor,
+    *,
+    tau: float | torch.Tensor = 1.0,
+    hard: bool = False,
+    gumbel: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Quantized: ...
 def commitment_loss(
     z: torch.Tensor,
     codebook: torch.Tensor,

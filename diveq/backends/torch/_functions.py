@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import array_api_compat.torch as xp
 import torch
 
 from diveq.core._bind import bind
 from diveq.core._faces import Idiom
 from diveq.core._fused import route
+from diveq.core._gumbel import gumbel_from_uniform
 
 __all__ = ["FUNCTIONS", "IDIOM", "draw_dtype", "sample"]
 
@@ -40,7 +42,8 @@ def sample(
     requests: list[tuple[str, tuple[int, ...]]],
     like: Any,
 ) -> list[Any]:
-    """One standard-normal (``"normal"``) or ``[0, 1)`` (``"uniform"``) tensor per request.
+    """One standard-normal (``"normal"``), ``[0, 1)`` (``"uniform"``) or standard Gumbel
+    (``"gumbel"``) tensor per request.
 
     Drawn on ``like.device``, in float32 or wider, from the :class:`torch.Generator` ``rng``
     (``None``: torch's default generator); never synchronises.
@@ -51,7 +54,8 @@ def sample(
     out = []
     for kind, shape in requests:
         draw = torch.randn if kind == "normal" else torch.rand
-        out.append(draw(shape, device=like.device, dtype=dtype, **kw))
+        x = draw(shape, device=like.device, dtype=dtype, **kw)
+        out.append(gumbel_from_uniform(xp, x) if kind == "gumbel" else x)
     return out
 
 
