@@ -17,8 +17,11 @@ from diveq._layer_spec import LayerSpec
 
 __all__ = ["check_checkpoint", "describe", "from_signature", "layer_kind", "signature"]
 
-#: Version of the description below; a newer one is refused with a clear error.
-FORMAT = 1
+#: Version of the checkpoint layout; a newer one is refused with a clear error. 2: the torch
+#: layers keep the call count in a ``calls`` buffer and the SF warm-up rows in one fixed-capacity
+#: tensor (their format-1 checkpoints, the count and per-call row lists in the extra state, still
+#: load); the JAX state is unchanged (format-1 signatures fit).
+FORMAT = 2
 
 _NAMES = {"single": "DiVeQ", "product": "ProductDiVeQ", "residual": "ResidualDiVeQ"}
 _SHAPES = ("num_codebooks", "num_codes", "dim")

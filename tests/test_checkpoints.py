@@ -107,6 +107,37 @@ def test_a_newer_format_is_refused():
     _refused(dq.DiVeQ(8, 2), state, "newer diveq")
 
 
+def _format_one(layer):
+    """The layer's state as format 1 wrote it: the count and the kept calls' rows (lists, in
+    call order) in the extra state, no ``calls`` buffer."""
+    state, store, spec = layer.state_dict(), layer._warmup, layer.spec
+    calls = int(state.pop("calls"))
+    extra = state["_extra_state"]
+    kept, p = calls - (spec.skip_iters - store.slots) + 1, store.per_call
+    rows, valid = [], []
+    if store.rows is not None and store.valid is not None:
+        rows = list(store.rows.view(store.slots, p, *store.rows.shape[1:])[:kept])
+        valid = list(store.valid.view(store.slots, p)[:kept])
+    extra.update(train_calls=calls, warmup_rows=rows, warmup_valid=valid)
+    extra["layer"]["format"] = 1
+    return state
+
+
+def test_a_format_one_checkpoint_loads_and_continues_bit_identically():
+    def build():
+        return dq.ResidualDiVeQ(2, 8, 2, space_filling=True, skip_iters=5, avg_iters=3)
+
+    layer = _trained(build(), 3)  # mid warm-up: the rows of calls 2 and 3 kept
+    old = _format_one(layer)
+    assert len(old["_extra_state"]["warmup_rows"]) == 2
+    again = build()
+    again.load_state_dict(old)
+    assert again.train_calls == 3 and torch.equal(again._warmup.valid, layer._warmup.valid)
+    _trained(layer, 3), _trained(again, 3)  # through the init (call 4) and SF training
+    assert torch.equal(layer.codebooks, again.codebooks) and torch.equal(layer.hits, again.hits)
+    assert again.train_calls == 6 and again.state_dict()["_extra_state"]["layer"]["format"] == 2
+
+
 def test_the_record_round_trips_through_torch_save(tmp_path):
     layer = _trained(dq.ResidualDiVeQ(2, 8, 2, space_filling=True, skip_iters=4), 2)
     torch.save(layer.state_dict(), tmp_path / "ckpt.pt")

@@ -37,12 +37,13 @@ def test_sf_warmup_schedule_call_by_call():
         assert layer.train_calls == call
         if call < 3:
             assert torch.equal(layer.codebook, initial)
-            assert len(layer.state_dict()["_extra_state"]["warmup_rows"]) == call - 1
+            kept = layer.state_dict()["_extra_state"]["warmup_valid"]  # the rows of call 2
+            assert (0 if kept is None else int(kept.sum())) == [0, 4][call - 1]
     rows = torch.cat(batches[1:]).double().numpy()
     valid = np.array([True] * 4 + [True, False, True, True, True])
     want = ref.warmup_codebook(rows, 2, valid=valid)
     np.testing.assert_allclose(layer.codebook.detach().numpy(), want, rtol=1e-5, atol=1e-6)
-    assert layer.warmed_up and layer.state_dict()["_extra_state"]["warmup_rows"] == []
+    assert layer.warmed_up and layer.state_dict()["_extra_state"]["warmup_rows"] is None
     out = layer(_z(6, 3, seed=4), generator=_gen(4))
     assert (out.indices >= 0).all() and out.weights.any()
 

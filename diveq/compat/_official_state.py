@@ -121,9 +121,10 @@ def convert_into(state: dict[str, Any], prefix: str, spec: LayerSpec) -> None:
     state[prefix + ("codebooks" if spec.composite else "codebook")] = codebook
     state[prefix + "hits"] = counts.clone()
     state[prefix + "calls_used"] = counts.clone()
+    state[prefix + "calls"] = torch.tensor(calls, dtype=torch.int64)
     state[prefix + "_extra_state"] = {
+        "warmup_rows": None,
+        "warmup_valid": None,
         "train_calls": calls,
-        "warmup_rows": [],
-        "warmup_valid": [],
         "layer": describe(spec),
     }

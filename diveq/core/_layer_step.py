@@ -11,6 +11,7 @@ against which the backends are checked with identical draws. Internally codebook
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -90,6 +91,10 @@ class LayerOps:
         The backend's stop-gradient.
     cond : callable
         ``cond(pred, if_true, if_false, operand)`` for predicates that may be traced.
+    branch : callable, optional
+        As ``cond``, for the SF warm-up init (a costly branch that runs once, off the gradient
+        path): a backend whose ``cond`` evaluates both branches (``where`` masking) runs this one
+        lazily; default: ``cond``.
     bincount : callable, optional
         ``bincount(x, length)``: counts of the values ``0 .. length - 1`` in a 1-d integer
         array (one pass); default: the core's comparison count.
@@ -110,6 +115,7 @@ class LayerOps:
     function: Callable[[str], Callable[..., Any]]
     stop_gradient: Callable[[Array], Array]
     cond: Callable[..., Any] = python_cond
+    branch: Callable[..., Any] | None = None
     bincount: Callable[[Array, int], Array] | None = None
     reduce_counts: Callable[[Array], Array] = _keep
     broadcast_books: Callable[[Array], Array] = _keep
@@ -345,7 +351,8 @@ def advance(
     def window(s: tuple[Any, ...]) -> tuple[Any, ...]:
         return _cond(ops, due, replace, _keep, s)
 
-    books, hits, used, store = _cond(ops, init_now, initialise, window, (books, hits, used, store))
+    lazy = ops if ops.branch is None else dataclasses.replace(ops, cond=ops.branch)
+    books, hits, used, store = _cond(lazy, init_now, initialise, window, (books, hits, used, store))
     events = Events(replaced=_and_not(due, init_now), initialised=init_now)
     return LayerState(books, call, hits, used, store), events
 

@@ -206,8 +206,10 @@ class TorchLayerDriver(LayerDriver):
 
     def state(self, handle):
         layer = handle[0]
-        rows = [r[v] for r, v in zip(layer._warmup.rows, layer._warmup.valid, strict=True)]
-        found = self._np(self.torch.cat(rows).double()) if rows else np.zeros((0,))
+        store = layer._warmup  # kept rows in call order, slot padding invalid
+        found = np.zeros((0,))
+        if store.rows is not None:
+            found = self._np(store.rows[store.valid].double())
         return _canonical(
             layer.spec,
             self._np(layer._param().double()),

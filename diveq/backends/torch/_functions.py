@@ -49,10 +49,12 @@ def sample(
     (``None``: torch's default generator); never synchronises.
     """
     dtype = draw_dtype(like)
+    # no `generator=None`: under torch.compile that overload refuses symbolic (dynamic) shapes
+    kw = {} if rng is None else {"generator": rng}
     out = []
     for kind, shape in requests:
         draw = torch.randn if kind == "normal" else torch.rand
-        x = draw(shape, generator=rng, device=like.device, dtype=dtype)
+        x = draw(shape, device=like.device, dtype=dtype, **kw)
         out.append(gumbel_from_uniform(xp, x) if kind == "gumbel" else x)
     return out
 

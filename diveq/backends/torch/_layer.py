@@ -1,10 +1,15 @@
-"""The torch side of every layer: storage (parameter, buffers, warm-up rows), the host-side call
-count, data-parallel collectives and the generator. The layer logic itself is the core's
+"""The torch side of every layer: storage (parameter, buffers, warm-up rows), the call count,
+data-parallel collectives and the generator. The layer logic itself is the core's
 (:mod:`diveq.core._layer_step`, :mod:`diveq.core._layer_rows`), shared with the JAX layers.
 
-The count of train-mode calls lives on the host, so the schedule (replacement windows, SF
-warm-up) costs no device sync; it travels in ``state_dict()`` as extra state, with the warm-up
-rows. Internally the codebooks are seen as ``(M, K, D')`` and per-row codes as ``(N, M)``.
+The count of train-mode calls is a device buffer (``calls``), the source of truth. Eagerly the
+layer also keeps a host mirror of it, advanced only by the layer (and re-read after
+``load_state_dict`` or a compiled call), so the schedule (replacement windows, SF warm-up) picks
+its branches on the host at no device sync. Under ``torch.compile`` the same steps run on the
+device: the schedule's predicates are 0-d tensors, replacement and the SF phase are ``torch.where``
+masks, the warm-up init a ``torch.cond``, and the warm-up rows a fixed-capacity buffer written
+in place, so a training step compiles to one graph. Internally the codebooks are seen as
+``(M, K, D')`` and per-row codes as ``(N, M)``.
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ from typing import Any
 import array_api_compat.torch as xp
 import torch
 from torch import nn
+from torch.utils._pytree import tree_map
 
 from diveq._checkpoint import check_checkpoint, describe
 from diveq._layer_spec import LayerSpec
 from diveq._types import LayerDraws, LayerOutput, Quantized, SFLayerOutput, SFQuantized
 from diveq.backends.torch._distributed import active_group, all_reduce_sum, broadcast_from_first
 from diveq.backends.torch._functions import FUNCTIONS, sample
-from diveq.backends.torch._warmup import WarmupBuffer
+from diveq.backends.torch._warmup import WarmupStore
 from diveq.core import _layer_rows as rows_
 from diveq.core import _layer_step as step
 from diveq.core import warmup_quantizes
@@ -43,9 +49,43 @@ def _chunk_size(value: Any) -> int | None:
 
 
 def _require_rows(count: torch.Tensor, message: Any, num_codes: int) -> None:
+    if torch.compiler.is_compiling():
+        return  # a compiled init keeps the codebooks instead (documented)
     found = int(count)  # one host sync per training run (at the warm-up init)
     if found < num_codes:
         raise ValueError(message(found))
+
+
+def _where_cond(pred: torch.Tensor, if_true: Any, if_false: Any, operand: Any) -> Any:
+    """``cond`` on a 0-d tensor by masking: both branches run, ``torch.where`` picks (what
+    both return as the same object, e.g. a store written in place, is passed on)."""
+    a, b = if_true(operand), if_false(operand)
+    return tree_map(lambda u, v: u if u is v else torch.where(pred, u, v), a, b)
+
+
+def _lazy_cond(pred: torch.Tensor, if_true: Any, if_false: Any, operand: tuple) -> tuple:
+    """``cond`` by ``torch.cond``: only the taken branch runs. The tensors of ``operand`` go
+    through it (cloned out: ``torch.cond`` forbids aliasing); other items (the warm-up store)
+    are read by the branches and passed on unchanged."""
+    where = [i for i, a in enumerate(operand) if isinstance(a, torch.Tensor)]
+
+    def run(fn: Any) -> Any:
+        def body(*tensors: torch.Tensor) -> tuple:
+            full = list(operand)
+            for i, t in zip(where, tensors, strict=True):
+                full[i] = t
+            out = fn(tuple(full))
+            return tuple(out[i].clone() for i in where)
+
+        return body
+
+    # cloned in too: torch.cond also forbids inputs that alias each other (e.g. the codebook
+    # parameter a branch reads and the detached view of it in ``operand``)
+    got = torch.cond(pred, run(if_true), run(if_false), tuple(operand[i].clone() for i in where))
+    out = list(operand)
+    for i, t in zip(where, got, strict=True):
+        out[i] = t
+    return tuple(out)
 
 
 def _in_place(collective: Any, group: Any, tensor: torch.Tensor) -> torch.Tensor:
@@ -64,6 +104,7 @@ class Quantizer(nn.Module):
 
     hits: torch.Tensor
     calls_used: torch.Tensor
+    calls: torch.Tensor
 
     def __init__(
         self,
@@ -84,8 +125,9 @@ class Quantizer(nn.Module):
         counters = spec.book_shape[:-1]
         self.register_buffer("hits", torch.zeros(counters, dtype=torch.int64, device=device))
         self.register_buffer("calls_used", torch.zeros_like(self.hits))
-        self._calls = 0
-        self._warmup = WarmupBuffer()
+        self.register_buffer("calls", torch.zeros((), dtype=torch.int64, device=device))
+        self._calls: int | None = 0  # host mirror of `calls` (None: re-read it)
+        self._warmup = WarmupStore(spec)
         self._sync_phase()
         self.reset_parameters()
 
@@ -130,37 +172,58 @@ class Quantizer(nn.Module):
 
     @property
     def train_calls(self) -> int:
-        """Number of train-mode forward calls so far (host integer)."""
-        return self._calls
+        """Number of train-mode forward calls so far (host integer; after a compiled call, one
+        device read)."""
+        return self._host_calls()
 
     @property
     def warmed_up(self) -> bool:
         """Whether the next train-mode call runs the layer's own estimator (not the warm-up)."""
-        return not self._warming
+        return not self._warming()
+
+    def _host_calls(self) -> int:
+        """The host mirror of ``calls``, re-read from the device when unknown."""
+        if self._calls is None:
+            self._calls = int(self.calls)
+        return self._calls
+
+    def _warming(self) -> bool:
+        quantizes = warmup_quantizes(self._host_calls() + 1, self.spec.skip_iters)
+        return self.spec.warmup and not quantizes
 
     def _sync_phase(self) -> None:
-        quantizes = warmup_quantizes(self._calls + 1, self.spec.skip_iters)
-        self._warming = self.spec.warmup and not quantizes
+        """Fit the warm-up store to the schedule (options can be reassigned); kept rows stay
+        when the number of slots does."""
+        old, fresh = self._warmup, WarmupStore(self.spec)
+        if fresh.slots and fresh.slots == old.slots:
+            fresh.rows, fresh.valid = old.rows, old.valid
+        fresh.released = fresh.slots == 0 or self._host_calls() >= self.spec.skip_iters - 1
+        if fresh.released:
+            fresh.release()
+        self._warmup = fresh
+
+    def _apply(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        out = super()._apply(fn, *args, **kw)
+        self._warmup.apply(fn)  # the kept rows follow .to() / .cuda() (not a buffer: see Notes)
+        return out
 
     def get_extra_state(self) -> dict[str, Any]:
-        """Host-side state for ``state_dict()``: the train-call count, the SF warm-up rows, and
-        the layer's kind, shape and schedule options (checked when the state loads)."""
-        return {"train_calls": self._calls, **self._warmup.state(), "layer": describe(self.spec)}
+        """Host-side state for ``state_dict()``: the SF warm-up rows and the layer's kind, shape
+        and schedule options (checked when the state loads); the call count is the ``calls``
+        buffer (``train_calls`` repeats it, so that diveq before format 2 reaches its format
+        check and refuses the checkpoint clearly)."""
+        calls = self._host_calls()
+        return {**self._warmup.state(), "train_calls": calls, "layer": describe(self.spec)}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`get_extra_state` (``load_state_dict``).
+        """Restore :meth:`get_extra_state` (``load_state_dict``, after the buffers).
 
-        Raises ``ValueError`` if the state was written by a layer of another kind, shape or
-        (mid-schedule) schedule; states written before diveq recorded the layer load unchecked.
+        ``load_state_dict`` has already refused (``ValueError``) a state written by a layer of
+        another kind, shape or (mid-schedule) schedule; states written before diveq recorded
+        the layer load unchecked.
         """
-        self._check_state(state)
-        self._calls = int(state["train_calls"])
-        self._warmup.load(state)
-        self._sync_phase()
-
-    def _check_state(self, state: Any) -> None:
-        if isinstance(state, dict) and "layer" in state:
-            check_checkpoint(self.spec, state["layer"], int(state["train_calls"]))
+        self._calls = None
+        self._warmup.load(state, self._host_calls())
 
     def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any, **kw: Any) -> None:
         # Checked before anything is copied, so a refused checkpoint leaves the layer as it was.
@@ -171,26 +234,43 @@ class Quantizer(nn.Module):
                 "the checkpoint with diveq.compat.official.convert_state_dict(state_dict, model), "
                 "or load it into the diveq.compat.official classes"
             )
-        self._check_state(state_dict.get(prefix + "_extra_state"))
+        extra = state_dict.get(prefix + "_extra_state")
+        old = isinstance(extra, dict) and "train_calls" in extra
+        if old and prefix + "calls" not in state_dict:  # (format 2 repeats train_calls)
+            # Format 1 (the count in the extra state): the same state, laid out anew.
+            state_dict[prefix + "calls"] = torch.tensor(int(extra["train_calls"]))
+        calls = state_dict.get(prefix + "calls")
+        if isinstance(extra, dict) and "layer" in extra and calls is not None:
+            check_checkpoint(self.spec, extra["layer"], int(calls))
         super()._load_from_state_dict(state_dict, prefix, *args, **kw)
+        self._calls = None  # the mirror follows the loaded buffer
+        self._warmup.released = self._warmup.slots == 0 or (
+            self._warmup.rows is None and self._host_calls() >= self.spec.skip_iters - 1
+        )
 
     # ------------------------------------------------------------------ the call
-    def _ops(self, group: Any = None) -> step.LayerOps:
+    def _ops(self, group: Any = None, compiling: bool = False) -> step.LayerOps:
         num_codes = self.spec.num_codes
 
         def function(name: str) -> Any:
             return functools.partial(FUNCTIONS[name], chunk_size=self.chunk_size)
 
+        def clear(store: WarmupStore) -> WarmupStore:
+            # compiled: inside torch.cond, which must not mutate; the layer forgets the rows after
+            return store if compiling else store.release()
+
         return step.LayerOps(
             xp=xp,
             function=function,
             stop_gradient=torch.Tensor.detach,
+            cond=_where_cond if compiling else step.python_cond,
+            branch=_lazy_cond if compiling else None,
             bincount=_bincount,
             reduce_counts=functools.partial(_in_place, all_reduce_sum, group),
             broadcast_books=functools.partial(_in_place, broadcast_from_first, group),
-            collect=lambda store, call, latents, valid: store.append(latents, valid),
-            warmup_rows=lambda store: store.rows_and_valid(self._books(), group),
-            clear_warmup=lambda store: store.clear(),
+            collect=lambda store, call, latents, valid: store.collect(call, latents, valid),
+            warmup_rows=lambda store: store.rows_and_valid(self._param().dtype, group),
+            clear_warmup=clear,
             require_rows=lambda count, message: _require_rows(count, message, num_codes),
         )
 
@@ -235,26 +315,30 @@ class Quantizer(nn.Module):
         """
         spec = self.spec
         rows, valid, lead = rows_.to_rows(spec, xp, z, mask)
-        ops = self._ops()
+        compiling = self.training and torch.compiler.is_compiling()
+        ops = self._ops(compiling=compiling)
         books = self._books()
         if self.training:
             d = self._draws(generator, rows, draws)
-            values, idx, weights = step.estimate(
-                spec, ops, books, rows, valid, d, quantizing=not self._warming
-            )
+            if compiling and not self._warmup.released:  # the phase, on the device
+                quantizing: Any = warmup_quantizes(self.calls + 1, spec.skip_iters)
+            elif compiling:
+                quantizing = True
+            else:
+                quantizing = not self._warming()
+            values, idx, weights = step.estimate(spec, ops, books, rows, valid, d, quantizing)
         else:
             values, idx, weights = step.infer(spec, ops, books, rows, valid)
         idx = torch.where(valid[:, None], idx, -1)
         counts = step.book_counts(spec, ops, idx)
         if self.training:
-            counts = self._advance(rows, valid, idx, counts, d)
+            counts = self._advance(rows, valid, idx, counts, d, compiling)
         perplexity = step.mean_perplexity(xp, counts)
         out = rows_.finish(spec, xp, rows, valid, lead, values, idx, weights)
         if spec.space_filling:
             return SFLayerOutput(out[0], out[1], perplexity, out[2])
         return LayerOutput(out[0], out[1], perplexity)
 
-    @torch.compiler.disable
     @torch.no_grad()
     def _advance(
         self,
@@ -263,31 +347,50 @@ class Quantizer(nn.Module):
         idx: torch.Tensor,
         counts: torch.Tensor,
         draws: step.Draws,
+        compiling: bool,
     ) -> torch.Tensor:
         """After a train-mode call: reduce the counts, then the core's state step, written back.
 
-        Runs eagerly (outside ``torch.compile`` graphs): it reads and advances the host-side
-        call count, which would otherwise be baked into compiled code.
+        Eagerly the schedule's branches are picked on the host (the mirror of ``calls``);
+        compiled, they are device predicates and every write is unconditional (masked).
         """
+        spec, store = self.spec, self._warmup
         group = active_group(self.process_group)  # None: single process, no collectives
-        ops = self._ops(group)
+        ops = self._ops(group, compiling)
         counts = ops.reduce_counts(counts)
-        m, k = self.spec.num_codebooks, self.spec.num_codes
+        m, k = spec.num_codebooks, spec.num_codes
+        if compiling:
+            self._calls = None  # the host mirror is re-read on its next use
+        calls: Any = self.calls if compiling else self._host_calls()
+        if not compiling and not store.released and calls >= spec.skip_iters - 1:
+            store.release()  # after compiled calls: the init has happened, free the rows
+        live = spec.warmup and not store.released
+        if live and compiling:
+            if group is not None:
+                raise NotImplementedError(
+                    "torch.compile of an SF warm-up under data-parallel training is not "
+                    "supported (the init gathers every worker's rows): run the first "
+                    f"skip_iters - 1 = {spec.skip_iters - 1} train-mode calls eagerly"
+                )
+            store.reserve(rows.new_empty((rows.shape[0], m, spec.width)))
         state = step.LayerState(
-            self._books().detach(),
-            self._calls,
-            self.hits.view(m, k),
-            self.calls_used.view(m, k),
-            self._warmup,
+            self._books().detach(), calls, self.hits.view(m, k), self.calls_used.view(m, k), store
         )
-        new, events = step.advance(self.spec, ops, state, rows.detach(), valid, idx, counts, draws)
-        self._calls = new.calls
-        self._sync_phase()
+        new, events = step.advance(
+            spec, ops, state, rows.detach(), valid, idx, counts, draws, warming=live
+        )
         self.hits.copy_(new.hits.view_as(self.hits))
         self.calls_used.copy_(new.calls_used.view_as(self.calls_used))
-        if events.replaced or events.initialised:
-            # In place on .data: the Parameter object (and any optimiser state) stays attached.
+        # In place on .data: the Parameter object (and any optimiser state) stays attached.
+        if compiling:
+            self.calls.copy_(new.calls)
             self._param().data.copy_(new.books.view_as(self._param()))
+            store.forget(events.initialised)
+        else:
+            self.calls.add_(1)
+            self._calls = new.calls
+            if events.replaced or events.initialised:
+                self._param().data.copy_(new.books.view_as(self._param()))
         return counts
 
     # ------------------------------------------------------------------ codes

@@ -60,6 +60,8 @@ class DiVeQ(Quantizer):
         ``(K, D)``, initialised from ``U(-1/K, 1/K)``.
     hits, calls_used : torch.Tensor
         int64 buffers ``(K,)``: rows per code and calls using each code, this window.
+    calls : torch.Tensor
+        0-d int64 buffer: train-mode calls so far (``train_calls`` reads it as an int).
 
     Notes
     -----
@@ -76,6 +78,17 @@ class DiVeQ(Quantizer):
     counters are already in sync, so DDP's per-step buffer broadcast only costs time; the
     default ``True`` is harmless (it copies identical values). Without ``torch.distributed``
     (or with one worker) the layer runs no collectives and behaves exactly as in one process.
+
+    **torch.compile**. ``torch.compile(model, fullgraph=True)`` of a model containing the layer
+    compiles a training step to one graph with no host sync: compiled, the call count (the
+    ``calls`` buffer), the usage counters and the replacement are tensor operations
+    (``torch.where`` masks), and the results equal the eager layer's bitwise under the
+    ``aot_eager`` backend (float tolerance under ``inductor``). Eager calls pick the schedule's
+    branches from a host mirror of ``calls``, so they never sync either. A
+    :class:`torch.Generator` cannot be traced: compile with ``generator=None`` (torch's default
+    generator) or explicit ``draws``. A compiled call draws replacement donors on every call
+    (they are used at window ends only), so its random stream is not the eager layer's; runs
+    agree exactly given the same explicit draws.
 
     Examples
     --------
@@ -164,6 +177,8 @@ class SFDiVeQ(Quantizer):
         ``(K, D)``: the polyline's vertices in order.
     hits, calls_used : torch.Tensor
         int64 buffers ``(K,)`` counting segment use.
+    calls : torch.Tensor
+        0-d int64 buffer: train-mode calls so far (``train_calls`` reads it as an int).
 
     Notes
     -----
@@ -173,6 +188,18 @@ class SFDiVeQ(Quantizer):
     first), and computes the same initial codebook from them. During the warm-up the codebook
     gets no gradient, so wrap the model with ``find_unused_parameters=True`` in
     :class:`~torch.nn.parallel.DistributedDataParallel`.
+
+    **torch.compile**: as for :class:`DiVeQ`, with the warm-up on the device too: the rows are
+    kept in a fixed-capacity buffer of ``avg_iters`` slots of the largest call's rows (the first
+    compiled call allocates it, so the step compiles twice; a larger call grows it, as a new
+    shape recompiles anyway), the init is a ``torch.cond``, and the phase a ``torch.where``
+    mask. Caveats: a compiled init cannot raise on fewer than ``K`` valid rows, so it keeps the
+    codebook instead (the eager layer raises); while a warm-up is ahead of or behind a
+    compiled step, the step runs both the warm-up and the SF estimator (masked) and keeps the
+    buffer allocated, until an eager train-mode call or a ``load_state_dict`` past the warm-up
+    frees it (then the step compiles the SF estimator alone); the warm-up of data-parallel
+    training cannot be compiled (the init gathers every worker's rows): run its first
+    ``skip_iters - 1`` calls eagerly.
 
     Examples
     --------

@@ -53,8 +53,9 @@ _DOC = """{what}
         Of the codebooks parameter.
     process_group : torch.distributed.ProcessGroup, optional
         Group whose workers share the training state (``None``: the default group); see the
-        Notes of :class:`DiVeQ` and :class:`SFDiVeQ` on data-parallel training, which apply
-        per codebook.
+        Notes of :class:`DiVeQ` and :class:`SFDiVeQ` on data-parallel training and on
+        ``torch.compile(fullgraph=True)`` (which works, with the caveats given there), which
+        apply per codebook.
 
     Attributes
     ----------
@@ -62,6 +63,8 @@ _DOC = """{what}
         ``{shape}``, initialised from ``U(-1/K, 1/K)``.
     hits, calls_used : torch.Tensor
         int64 buffers ``(M, K)``.
+    calls : torch.Tensor
+        0-d int64 buffer: train-mode calls so far (``train_calls`` reads it as an int).
     """
 
 
