@@ -42,6 +42,8 @@ class Paired:
     def cell(self, digits: int) -> str:
         if self.n < 2:
             return "-"
+        if self.mean == 0 and self.half == 0:
+            return f"0 (identical in all {self.n} pairs)"
         return f"{self.mean:+.{digits}f} ± {self.half:.{digits}f} (t={self.t:.1f}, p={self.p:.2g})"
 
 
@@ -64,6 +66,8 @@ def paired(a: dict[int, float], b: dict[int, float]) -> Paired:
         return Paired(int(d.size), math.nan, math.nan, math.nan, math.nan)
     s = summary(list(d))
     sd = d.std(ddof=1)
+    if sd == 0 and d.mean() == 0:  # identical results: no evidence of a difference
+        return Paired(int(d.size), 0.0, 0.0, 0.0, 1.0)
     t = float(d.mean() / (sd / math.sqrt(d.size))) if sd > 0 else math.copysign(math.inf, d.mean())
     p = float(2 * stats.t.sf(abs(t), d.size - 1)) if math.isfinite(t) else 0.0
     return Paired(int(d.size), s.mean, s.half, t, p)

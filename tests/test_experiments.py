@@ -115,6 +115,8 @@ def test_paired_interval_and_test_match_scipy():
     assert math.isclose(d.mean - d.half, ci[0]) and math.isclose(d.mean + d.half, ci[1])
     assert summary([1.0]).n == 1 and math.isnan(summary([1.0]).half)
     assert paired({0: 1.0}, {0: 2.0, 1: 3.0}).n == 1  # one shared seed: no test
+    same = paired({0: 1.0, 1: 2.0}, {0: 1.0, 1: 2.0})  # e.g. an init the warm-up overwrites
+    assert same.p == 1.0 and same.cell(2) == "0 (identical in all 2 pairs)"
 
 
 def test_kmeans_tour_orders_a_short_polyline():
