@@ -89,8 +89,8 @@ def check(spec: LayerSpec, state: Any) -> Any:
     ``jax.jit`` as a ``JaxRuntimeError``).
     """
     leaf, own = state.signature, signature(spec)
-    mine = fresh(spec)
     if isinstance(leaf, jax.core.Tracer) or isinstance(state.calls, jax.core.Tracer):
+        mine = fresh(spec)
         differs = jnp.any(leaf != mine)
         refuse = functools.partial(_refuse, spec)
         lax.cond(
@@ -102,6 +102,6 @@ def check(spec: LayerSpec, state: Any) -> Any:
     if not _verify(spec, leaf, state.calls):
         _remember(leaf, own)
         return state
-    relabelled = state._replace(signature=jnp.broadcast_to(mine, np.shape(leaf)))
+    relabelled = state._replace(signature=jnp.broadcast_to(fresh(spec), np.shape(leaf)))
     _remember(relabelled.signature, own)
     return relabelled
