@@ -153,16 +153,22 @@ _VERTEX_DECODE = {dq.ProductDiVeQ: dq.product_quantize, dq.ResidualDiVeQ: dq.res
 class Gumbel(nn.Module):
     """:class:`diveq.backends.torch.GumbelVQ`, straight-through (``hard=True``: the decoder sees
     codewords, as at inference), its temperature annealed by :func:`diveq.gumbel_temperature`
-    from 1 to 0.5 over the ``steps`` train-mode calls of the run."""
+    from ``tau`` to ``tau / 2`` over the ``steps`` train-mode calls of the run (Jang et al.'s
+    1 to 0.5 by default)."""
 
     def __init__(
-        self, num_codes: int, dim: int, steps: int, codebook_init: str = "symmetric"
+        self,
+        num_codes: int,
+        dim: int,
+        steps: int,
+        codebook_init: str = "symmetric",
+        tau: float = 1.0,
     ) -> None:
         super().__init__()
         self.layer = dq.GumbelVQ(
             num_codes, dim, hard=True, feature_axis=1, codebook_init=codebook_init
         )
-        self.rate, self.calls = math.log(2.0) / max(steps, 1), 0
+        self.rate, self.calls, self.tau = math.log(2.0) / max(steps, 1), 0, tau
 
     @property
     def codebook(self) -> torch.Tensor:
@@ -177,7 +183,9 @@ class Gumbel(nn.Module):
         self, z: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.training:
-            self.layer.tau = diveq.gumbel_temperature(self.calls, rate=self.rate)
+            self.layer.tau = diveq.gumbel_temperature(
+                self.calls, start=self.tau, end=self.tau / 2, rate=self.rate
+            )
             self.calls += 1
         out = self.layer(z, generator=generator)
         return out.values, out.indices, z.new_zeros(())
@@ -194,9 +202,10 @@ def make_quantizer(
     noise_std: float = 1e-3,
     codebook_init: str = "symmetric",
     steps: int = 1500,
+    gumbel_tau: float = 1.0,
 ) -> nn.Module:
     """The quantizer of ``method`` (a key of :data:`METHODS`); ``steps``, the length of the run,
-    sets the Gumbel-softmax temperature schedule."""
+    and ``gumbel_tau``, its start, set the Gumbel-softmax temperature schedule."""
     iters = 100 if replacement else None
     if method == "diveq":
         return Layer(
@@ -226,7 +235,7 @@ def make_quantizer(
             dq.EMAVQ(num_codes, dim, beta=0.25, feature_axis=1, codebook_init=codebook_init)
         )
     if method == "gumbel":
-        return Gumbel(num_codes, dim, steps, codebook_init)
+        return Gumbel(num_codes, dim, steps, codebook_init, tau=gumbel_tau)
     if method in ("ste", "rotation", "nsvq"):
         return Baseline(
             method, num_codes, dim, replacement_iters=iters, codebook_init=codebook_init

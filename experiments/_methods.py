@@ -18,7 +18,7 @@ import diveq.backends.torch as dq
 from experiments._examples import Baseline, Layer, make_quantizer
 from experiments._kmeans import KMeansSF
 
-__all__ = ["METHODS", "Method", "QuantizerSpec", "available"]
+__all__ = ["GUMBEL_TAUS", "METHODS", "Method", "QuantizerSpec", "available"]
 
 REPLACEMENT_ITERS = 100
 COMPOSITE_BOOKS = 2
@@ -45,7 +45,9 @@ class Method:
     ``build`` is ``None`` while the method is not implemented yet (the plan skips it and says
     so); ``noise``: it takes ``noise_std``; ``space_filling``: an SF polyline (warm-up,
     ``sf_init``); ``books``: codebooks at equal bits; ``moving``: the codebook moves inside
-    the forward pass every step (EMA), so rewritten rows are no replacement count.
+    the forward pass every step (EMA), so rewritten rows are no replacement count;
+    ``variant_of``: a tuning variant of that method (its own part and table, not the main
+    comparison).
     """
 
     label: str
@@ -54,6 +56,7 @@ class Method:
     space_filling: bool = False
     books: int = 1
     moving: bool = False
+    variant_of: str | None = None
 
 
 def _baseline(name: str) -> Callable[[QuantizerSpec], nn.Module]:
@@ -78,6 +81,22 @@ def _demo(name: str) -> Callable[[QuantizerSpec], nn.Module]:
         )
 
     return build
+
+
+def _gumbel(tau: float) -> Callable[[QuantizerSpec], nn.Module]:
+    """The demo's Gumbel-softmax, its temperature annealed from ``tau`` to ``tau / 2``."""
+
+    def build(s: QuantizerSpec) -> nn.Module:
+        return make_quantizer(
+            "gumbel", s.num_codes, s.dim, codebook_init=s.codebook_init, steps=s.steps,
+            gumbel_tau=tau,
+        )  # fmt: skip
+
+    return build
+
+
+#: Start temperatures of the Gumbel-softmax tuning part (the main comparison's is 1).
+GUMBEL_TAUS = (0.1, 0.01, 0.001)
 
 
 def _diveq(s: QuantizerSpec) -> nn.Module:
@@ -150,6 +169,14 @@ METHODS: dict[str, Method] = {
     "ema": Method("EMA codebook", _demo("ema"), moving=True),
     "gumbel": Method("Gumbel-softmax", _demo("gumbel")),
 }
+METHODS.update(
+    {
+        f"gumbel_tau{tau:g}": Method(
+            f"Gumbel-softmax, tau {tau:g}", _gumbel(tau), variant_of="gumbel"
+        )
+        for tau in GUMBEL_TAUS
+    }
+)
 
 
 def available(name: str) -> bool:

@@ -10,6 +10,9 @@
   with ``main``'s ``"symmetric"`` (``U(-1/K, 1/K)``) runs.
 - ``sf_init``: SF-DiVeQ with the k-means init, with random init and no warm-up, and with
   warm-ups of 5 % and 30 % of the steps (``main`` has 15 %), 5 seeds.
+- ``gumbel_tau``: Gumbel-softmax with colder temperatures (start ``tau`` in
+  :data:`~experiments._methods.GUMBEL_TAUS`; ``main`` has 1), both data sets, K = 256, the
+  demo's budget, 3 seeds: is the baseline's collapse a matter of tuning?
 
 ``quick`` keeps the structure with one seed, 12 steps, small data and a subset of the grid.
 """
@@ -19,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from experiments._config import RunConfig, run_config
-from experiments._methods import METHODS, available
+from experiments._methods import GUMBEL_TAUS, METHODS, available
 
 __all__ = ["NOISES", "PARTS", "plan", "main_variants"]
 
@@ -27,13 +30,13 @@ NOISES = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 BUDGET, LONG = 1500, 6000
 QUICK = 12  # steps of a --quick run
 SEEDS = tuple(range(5))
-PARTS = ("main", "signals", "noise", "init", "sf_init")
+PARTS = ("main", "signals", "noise", "init", "sf_init", "gumbel_tau")
 
 
 def main_variants() -> Iterator[tuple[str, float]]:
     """``(method, noise_std)`` of the main comparison: every method, plus the deterministic
     (``noise_std = 0``) variants of DiVeQ and SF-DiVeQ."""
-    for name in METHODS:
+    for name in (m for m in METHODS if METHODS[m].variant_of is None):
         yield name, 1e-3
         if name in ("diveq", "sf_diveq"):
             yield name, 0.0
@@ -68,7 +71,7 @@ def _part(name: str, quick: bool) -> Iterator[RunConfig]:
                         "photos", method, seed, steps[0], k, noise_std=noise, quick=quick
                     )
     elif name == "init":
-        names = ("diveq",) if quick else tuple(METHODS)
+        names = ("diveq",) if quick else tuple(dict.fromkeys(m for m, _ in main_variants()))
         for method in names:
             for seed in seeds:
                 yield run_config(
@@ -89,6 +92,12 @@ def _part(name: str, quick: bool) -> Iterator[RunConfig]:
                 warmup_share=share,
                 quick=quick,
             )
+    elif name == "gumbel_tau":
+        taus = GUMBEL_TAUS[:1] if quick else GUMBEL_TAUS
+        for data, tau, seed in (
+            (d, t, s) for d in ("photos", "signals") for t in taus for s in seeds[:3]
+        ):
+            yield run_config(data, f"gumbel_tau{tau:g}", seed, steps[0], k, quick=quick)
     else:
         raise ValueError(f"unknown part {name!r}; choose from {PARTS}")
 

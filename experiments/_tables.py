@@ -71,13 +71,17 @@ def groups(rows: Rows, keys: tuple[str, ...]) -> dict[tuple[Any, ...], Rows]:
     return found
 
 
-def defaults(rows: Rows, *, init: bool = True, sf: bool = True, noise: bool = True) -> Rows:
+def defaults(
+    rows: Rows, *, init: bool = True, sf: bool = True, noise: bool = True, variants: bool = False
+) -> Rows:
     """The runs with the study's default codebook init, SF init and warm-up, and
-    ``noise_std`` (1e-3, or 0 for the deterministic variants); ``False`` lifts a condition."""
+    ``noise_std`` (1e-3, or 0 for the deterministic variants), without the tuning variants
+    of a method; ``False`` lifts a condition (``variants=True`` keeps the variants)."""
     return [
         r
         for r in rows
-        if (not init or r["codebook_init"] == "symmetric")
+        if (variants or METHODS[r["method"]].variant_of is None)
+        and (not init or r["codebook_init"] == "symmetric")
         and (not sf or (r["sf_init"] in ("-", "average") and r["warmup_share"] in (0.0, 0.15)))
         and (not noise or r["noise_std"] in (0.0, 1e-3))
     ]
@@ -178,6 +182,32 @@ def sf_init_table(rows: Rows) -> Table:
     return table
 
 
+def gumbel_table(rows: Rows) -> Table:
+    """Gumbel-softmax by start temperature (annealed to half of it), at the demo's budget and
+    K = 256, paired with the main comparison's ``tau = 1`` runs of the same seeds."""
+    table = [["data", "start tau", "n", "PSNR dB", "usage %", "perplexity",
+              "PSNR - tau 1 (paired)", "PSNR - DiVeQ (paired)"]]  # fmt: skip
+    photos = reference_cell(rows)
+    cells = {"photos": photos}
+    if photos:
+        steps, codes = photos[0]["steps"], photos[0]["num_codes"]
+        cells["signals"] = _select(rows, dataset="signals", steps=steps, num_codes=codes)
+    for data, cell in cells.items():
+        sel = [r for r in defaults(cell, variants=True)
+               if "gumbel" in (r["method"], METHODS[r["method"]].variant_of)]  # fmt: skip
+        ref = _select(sel, method="gumbel")
+        dv = [r for r in defaults(cell) if r["method"] == "diveq" and r["noise_std"] == 1e-3]
+        for (method,), runs in groups(sel, ("method",)).items():
+            tau = 1.0 if method == "gumbel" else float(method.removeprefix("gumbel_tau"))
+            d = paired(seeds_of(runs, "psnr"), seeds_of(ref, "psnr"))
+            to_diveq = paired(seeds_of(runs, "psnr"), seeds_of(dv, "psnr"))
+            table.append([data, f"{tau:g}", str(len(runs)),
+                          *_cells(runs, "", {"psnr": 2, "usage": 1, "perplexity": 1}),
+                          "(reference)" if method == "gumbel" else d.cell(2),
+                          to_diveq.cell(2)])  # fmt: skip
+    return table
+
+
 def _late(run: dict[str, Any], key: str, reduce: Callable[[Any], float] = np.mean) -> float:
     """``reduce`` of a diagnostic over the second half of the run (NaN if absent)."""
     values = [v for v in run["diag"].get(key, [])[len(run["diag"].get(key, [])) // 2 :]
@@ -214,5 +244,6 @@ TABLES: dict[str, Callable[[Rows], Table]] = {
     "noise": noise_table,
     "init": init_table,
     "sf_init": sf_init_table,
+    "gumbel": gumbel_table,
     "diagnostics": diagnostics_table,
 }
