@@ -96,7 +96,7 @@ def _gumbel(tau: float) -> Callable[[QuantizerSpec], nn.Module]:
 
 
 #: Start temperatures of the Gumbel-softmax tuning part (the main comparison's is 1).
-GUMBEL_TAUS = (0.1, 0.01, 0.001)
+GUMBEL_TAUS = (4.0, 0.1, 0.01)
 
 
 def _diveq(s: QuantizerSpec) -> nn.Module:

@@ -10,7 +10,7 @@
   with ``main``'s ``"symmetric"`` (``U(-1/K, 1/K)``) runs.
 - ``sf_init``: SF-DiVeQ with the k-means init, with random init and no warm-up, and with
   warm-ups of 5 % and 30 % of the steps (``main`` has 15 %), 5 seeds.
-- ``gumbel_tau``: Gumbel-softmax with colder temperatures (start ``tau`` in
+- ``gumbel_tau``: Gumbel-softmax with other temperatures (start ``tau`` in
   :data:`~experiments._methods.GUMBEL_TAUS`; ``main`` has 1), both data sets, K = 256, the
   demo's budget, 3 seeds: is the baseline's collapse a matter of tuning?
 
