@@ -154,7 +154,9 @@ class Gumbel(nn.Module):
     """:class:`diveq.backends.torch.GumbelVQ`, straight-through (``hard=True``: the decoder sees
     codewords, as at inference), its temperature annealed by :func:`diveq.gumbel_temperature`
     from ``tau`` to ``tau / 2`` over the ``steps`` train-mode calls of the run (Jang et al.'s
-    1 to 0.5 by default)."""
+    1 to 0.5 by default). ``kl_weight > 0`` adds the Gumbel-softmax VAE's prior term,
+    ``kl_weight * KL(softmax(logits) || uniform)`` with the layer's logits
+    ``-||z - c_k||^2``, as the auxiliary loss (0: none, the layer alone)."""
 
     def __init__(
         self,
@@ -163,8 +165,10 @@ class Gumbel(nn.Module):
         steps: int,
         codebook_init: str = "symmetric",
         tau: float = 1.0,
+        kl_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        self.kl_weight = kl_weight
         self.layer = dq.GumbelVQ(
             num_codes, dim, hard=True, feature_axis=1, codebook_init=codebook_init
         )
@@ -188,7 +192,15 @@ class Gumbel(nn.Module):
             )
             self.calls += 1
         out = self.layer(z, generator=generator)
-        return out.values, out.indices, z.new_zeros(())
+        aux = self._kl(z) * self.kl_weight if self.training and self.kl_weight else z.new_zeros(())
+        return out.values, out.indices, aux
+
+    def _kl(self, z: torch.Tensor) -> torch.Tensor:
+        """Mean over latents of ``KL(softmax(-||z - c_k||^2) || uniform)``."""
+        c = self.layer.codebook
+        rows = z.movedim(1, -1).reshape(-1, c.shape[-1])
+        logp = torch.log_softmax(2 * rows @ c.t() - (c * c).sum(-1), dim=-1)  # - ||z||^2: same
+        return (logp.exp() * logp).sum(-1).mean() + math.log(c.shape[0])
 
 
 def make_quantizer(
@@ -203,9 +215,11 @@ def make_quantizer(
     codebook_init: str = "symmetric",
     steps: int = 1500,
     gumbel_tau: float = 1.0,
+    gumbel_kl: float = 0.0,
 ) -> nn.Module:
     """The quantizer of ``method`` (a key of :data:`METHODS`); ``steps``, the length of the run,
-    and ``gumbel_tau``, its start, set the Gumbel-softmax temperature schedule."""
+    and ``gumbel_tau``, its start, set the Gumbel-softmax temperature schedule; ``gumbel_kl``
+    weighs its KL-to-uniform prior term."""
     iters = 100 if replacement else None
     if method == "diveq":
         return Layer(
@@ -235,7 +249,7 @@ def make_quantizer(
             dq.EMAVQ(num_codes, dim, beta=0.25, feature_axis=1, codebook_init=codebook_init)
         )
     if method == "gumbel":
-        return Gumbel(num_codes, dim, steps, codebook_init, tau=gumbel_tau)
+        return Gumbel(num_codes, dim, steps, codebook_init, tau=gumbel_tau, kl_weight=gumbel_kl)
     if method in ("ste", "rotation", "nsvq"):
         return Baseline(
             method, num_codes, dim, replacement_iters=iters, codebook_init=codebook_init

@@ -18,7 +18,7 @@ import diveq.backends.torch as dq
 from experiments._examples import Baseline, Layer, make_quantizer
 from experiments._kmeans import KMeansSF
 
-__all__ = ["GUMBEL_TAUS", "METHODS", "Method", "QuantizerSpec", "available"]
+__all__ = ["GUMBEL_KLS", "GUMBEL_TAUS", "METHODS", "Method", "QuantizerSpec", "available"]
 
 REPLACEMENT_ITERS = 100
 COMPOSITE_BOOKS = 2
@@ -83,13 +83,14 @@ def _demo(name: str) -> Callable[[QuantizerSpec], nn.Module]:
     return build
 
 
-def _gumbel(tau: float) -> Callable[[QuantizerSpec], nn.Module]:
-    """The demo's Gumbel-softmax, its temperature annealed from ``tau`` to ``tau / 2``."""
+def _gumbel(tau: float = 1.0, kl: float = 0.0) -> Callable[[QuantizerSpec], nn.Module]:
+    """The demo's Gumbel-softmax, its temperature annealed from ``tau`` to ``tau / 2``, with
+    the KL-to-uniform prior term weighted by ``kl``."""
 
     def build(s: QuantizerSpec) -> nn.Module:
         return make_quantizer(
             "gumbel", s.num_codes, s.dim, codebook_init=s.codebook_init, steps=s.steps,
-            gumbel_tau=tau,
+            gumbel_tau=tau, gumbel_kl=kl,
         )  # fmt: skip
 
     return build
@@ -97,6 +98,8 @@ def _gumbel(tau: float) -> Callable[[QuantizerSpec], nn.Module]:
 
 #: Start temperatures of the Gumbel-softmax tuning part (the main comparison's is 1).
 GUMBEL_TAUS = (4.0, 0.1, 0.01)
+#: Weights of the KL-to-uniform prior term in the tuning part (the main comparison's is 0).
+GUMBEL_KLS = (1e-4, 1e-3, 1e-2)
 
 
 def _diveq(s: QuantizerSpec) -> nn.Module:
@@ -175,6 +178,12 @@ METHODS.update(
             f"Gumbel-softmax, tau {tau:g}", _gumbel(tau), variant_of="gumbel"
         )
         for tau in GUMBEL_TAUS
+    }
+    | {
+        f"gumbel_kl{kl:g}": Method(
+            f"Gumbel-softmax, KL {kl:g}", _gumbel(kl=kl), variant_of="gumbel"
+        )
+        for kl in GUMBEL_KLS
     }
 )
 

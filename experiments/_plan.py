@@ -11,8 +11,10 @@
 - ``sf_init``: SF-DiVeQ with the k-means init, with random init and no warm-up, and with
   warm-ups of 5 % and 30 % of the steps (``main`` has 15 %), 5 seeds.
 - ``gumbel_tau``: Gumbel-softmax with other temperatures (start ``tau`` in
-  :data:`~experiments._methods.GUMBEL_TAUS`; ``main`` has 1), both data sets, K = 256, the
-  demo's budget, 3 seeds: is the baseline's collapse a matter of tuning?
+  :data:`~experiments._methods.GUMBEL_TAUS`; ``main`` has 1) and with the Gumbel-softmax VAE's
+  KL-to-uniform prior term (weights :data:`~experiments._methods.GUMBEL_KLS`; ``main`` has
+  none), both data sets, K = 256, the demo's budget, 3 seeds: is the baseline's collapse a
+  matter of tuning?
 
 ``quick`` keeps the structure with one seed, 12 steps, small data and a subset of the grid.
 """
@@ -22,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from experiments._config import RunConfig, run_config
-from experiments._methods import GUMBEL_TAUS, METHODS, available
+from experiments._methods import GUMBEL_KLS, GUMBEL_TAUS, METHODS, available
 
 __all__ = ["NOISES", "PARTS", "plan", "main_variants"]
 
@@ -93,11 +95,12 @@ def _part(name: str, quick: bool) -> Iterator[RunConfig]:
                 quick=quick,
             )
     elif name == "gumbel_tau":
-        taus = GUMBEL_TAUS[:1] if quick else GUMBEL_TAUS
-        for data, tau, seed in (
-            (d, t, s) for d in ("photos", "signals") for t in taus for s in seeds[:3]
+        names = [f"gumbel_tau{t:g}" for t in GUMBEL_TAUS] + [f"gumbel_kl{w:g}" for w in GUMBEL_KLS]
+        names = [names[0], names[-1]] if quick else names
+        for data, method, seed in (
+            (d, m, s) for d in ("photos", "signals") for m in names for s in seeds[:3]
         ):
-            yield run_config(data, f"gumbel_tau{tau:g}", seed, steps[0], k, quick=quick)
+            yield run_config(data, method, seed, steps[0], k, quick=quick)
     else:
         raise ValueError(f"unknown part {name!r}; choose from {PARTS}")
 

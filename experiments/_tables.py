@@ -183,10 +183,10 @@ def sf_init_table(rows: Rows) -> Table:
 
 
 def gumbel_table(rows: Rows) -> Table:
-    """Gumbel-softmax by start temperature (annealed to half of it), at the demo's budget and
-    K = 256, paired with the main comparison's ``tau = 1`` runs of the same seeds."""
-    table = [["data", "start tau", "n", "PSNR dB", "usage %", "perplexity",
-              "PSNR - tau 1 (paired)", "PSNR - DiVeQ (paired)"]]  # fmt: skip
+    """Gumbel-softmax by start temperature (annealed to half of it) and KL weight, at the demo's
+    budget and K = 256, paired with the main comparison's runs (``tau = 1``, no KL term)."""
+    table = [["data", "start tau", "KL weight", "n", "PSNR dB", "usage %", "perplexity",
+              "PSNR - main Gumbel (paired)", "PSNR - DiVeQ (paired)"]]  # fmt: skip
     photos = reference_cell(rows)
     cells = {"photos": photos}
     if photos:
@@ -198,10 +198,11 @@ def gumbel_table(rows: Rows) -> Table:
         ref = _select(sel, method="gumbel")
         dv = [r for r in defaults(cell) if r["method"] == "diveq" and r["noise_std"] == 1e-3]
         for (method,), runs in groups(sel, ("method",)).items():
-            tau = 1.0 if method == "gumbel" else float(method.removeprefix("gumbel_tau"))
+            tau = float(method.removeprefix("gumbel_tau")) if "_tau" in method else 1.0
+            kl = float(method.removeprefix("gumbel_kl")) if "_kl" in method else 0.0
             d = paired(seeds_of(runs, "psnr"), seeds_of(ref, "psnr"))
             to_diveq = paired(seeds_of(runs, "psnr"), seeds_of(dv, "psnr"))
-            table.append([data, f"{tau:g}", str(len(runs)),
+            table.append([data, f"{tau:g}", f"{kl:g}", str(len(runs)),
                           *_cells(runs, "", {"psnr": 2, "usage": 1, "perplexity": 1}),
                           "(reference)" if method == "gumbel" else d.cell(2),
                           to_diveq.cell(2)])  # fmt: skip

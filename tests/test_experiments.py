@@ -133,3 +133,28 @@ def test_kmeans_tour_orders_a_short_polyline():
     assert torch.allclose(steps, torch.full((3,), 10.0), atol=0.1), path
     with pytest.raises(ValueError, match="at least k"):
         kmeans(rows[:3], 4, gen)
+
+
+def test_gumbel_prior_term_is_the_kl_to_uniform_and_trains_the_latents():
+    import math
+
+    import torch
+
+    from experiments._examples import make_quantizer
+
+    q = make_quantizer("gumbel", 8, 2, gumbel_kl=0.5)
+    with torch.no_grad():
+        q.layer.codebook.zero_()  # every logit equal: the softmax is uniform, KL = 0
+    z = torch.randn(3, 2, 4, 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    assert abs(q(z)[2].item()) < 1e-6
+    with torch.no_grad():
+        q.layer.codebook.copy_(torch.eye(8, 2) * 3.0)
+    aux = q(z)[2]
+    p = torch.softmax(
+        -(torch.cdist(z.detach().movedim(1, -1).reshape(-1, 2), q.codebook.detach()) ** 2), -1
+    )
+    want = 0.5 * float((p * p.log()).sum(-1).mean() + math.log(8))
+    assert aux.item() == pytest.approx(want, rel=1e-5)
+    aux.backward()
+    assert z.grad is not None and float(z.grad.abs().sum()) > 0
+    assert make_quantizer("gumbel", 8, 2)(z)[2].item() == 0.0  # no prior term by default
