@@ -54,7 +54,7 @@ class _Step(torch.autograd.Function):
     """``z + sum_j w_j ||q_j - z|| sg(unit(q_j - z + s xi_j))`` (see the module docstring)."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         z: torch.Tensor,
         lam: torch.Tensor | None,
         noise_std: Any,
@@ -62,13 +62,14 @@ class _Step(torch.autograd.Function):
         *vertices: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         m = len(vertices)
-        noisy = noises[0] is not None
+        draws = [xi for xi in noises if xi is not None]  # all or none
+        noisy = bool(draws)
         # rows j < m hold d_j, then e^_j; rows m + j hold e_j, then u_j (noisy only)
         buf = torch.empty((2 * m if noisy else m, *z.shape), dtype=z.dtype, device=z.device)
         for j, q in enumerate(vertices):
             torch.sub(q, z, out=buf[j])
         if noisy:
-            for j, xi in enumerate(noises):
+            for j, xi in enumerate(draws):
                 if isinstance(noise_std, torch.Tensor):
                     torch.addcmul(buf[j], xi, noise_std, out=buf[m + j])
                 else:
@@ -95,9 +96,7 @@ class _Step(torch.autograd.Function):
         ctx.noisy = buf.shape[0] > ctx.m
 
     @staticmethod
-    def backward(  # type: ignore[override]
-        ctx: Any, g: torch.Tensor, *_: Any
-    ) -> tuple[torch.Tensor | None, ...]:
+    def backward(ctx: Any, g: torch.Tensor, *_: Any) -> tuple[torch.Tensor | None, ...]:
         buf, weights = ctx.saved_tensors
         m: int = ctx.m
         units = buf[m:] if ctx.noisy else buf
@@ -123,4 +122,4 @@ def reparam(
         noise_std = noise_std.detach()
     if lam is not None:
         lam = lam.detach()
-    return _Step.apply(z, lam, noise_std, list(noises), *vertices)[0]  # type: ignore[no-any-return]
+    return _Step.apply(z, lam, noise_std, list(noises), *vertices)[0]
