@@ -91,6 +91,7 @@ class _Step(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
         _, buf, weights = output
         ctx.mark_non_differentiable(buf, weights)
+        ctx.set_materialize_grads(False)  # no zero-filled (2m, N, D) gradient for the buffer
         ctx.save_for_backward(buf, weights)
         ctx.m = len(inputs) - 4
         ctx.noisy = buf.shape[0] > ctx.m
@@ -99,6 +100,8 @@ class _Step(torch.autograd.Function):
     def backward(ctx: Any, g: torch.Tensor, *_: Any) -> tuple[torch.Tensor | None, ...]:
         buf, weights = ctx.saved_tensors
         m: int = ctx.m
+        if g is None:  # the values were not used
+            return (None,) * (4 + m)
         units = buf[m:] if ctx.noisy else buf
         dqs = []
         dz = g
