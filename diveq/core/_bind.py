@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from diveq._checks import check_codebook, check_codebooks, check_noise_std, check_tau
 from diveq._ops import FUNCTIONS, Op
-from diveq.core._common import Array, StopGradient
+from diveq.core._common import Array, Native, StopGradient
 from diveq.core._faces import Idiom, docstring, signature
 
 __all__ = ["Sampler", "bind"]
@@ -88,7 +88,11 @@ def _plain(op: Op, sg: StopGradient) -> Callable[..., Any]:
 
 
 def bind(
-    idiom: Idiom, *, sample: Sampler, stop_gradient: StopGradient
+    idiom: Idiom,
+    *,
+    sample: Sampler,
+    stop_gradient: StopGradient,
+    reparam: Callable[..., Array] | None = None,
 ) -> dict[str, Callable[..., Any]]:
     """Every public function for one backend.
 
@@ -101,12 +105,17 @@ def bind(
         Draws the arrays the caller did not pass.
     stop_gradient : callable
         The backend's stop-gradient.
+    reparam : callable, optional
+        A native version of :func:`diveq.core._estimators.reparam` (same arguments after
+        ``xp``, and ``sg`` left out), used by every estimator in place of the generic one.
 
     Returns
     -------
     dict
         Function name to function, for the backend module to export.
     """
+    if reparam is not None:
+        stop_gradient = Native(stop_gradient, reparam)
     out: dict[str, Callable[..., Any]] = {}
     for op in FUNCTIONS:
         sig = signature(op, idiom)

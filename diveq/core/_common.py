@@ -28,6 +28,25 @@ def identity(x: Array) -> Array:
     return x
 
 
+class Native:
+    """A backend's stop-gradient that also carries its native versions of core formulas.
+
+    The binding (:func:`diveq.core._bind.bind`) hands it to the core as ``stop_gradient``: it is
+    called like the plain one, and the core uses its ``reparam`` in place of the generic
+    :func:`diveq.core._estimators.reparam`. Riding on the existing argument, the native path
+    reaches every core function that takes a stop-gradient without a new parameter.
+    """
+
+    __slots__ = ("reparam", "stop_gradient")
+
+    def __init__(self, stop_gradient: StopGradient, reparam: Callable[..., Array]) -> None:
+        self.stop_gradient = stop_gradient
+        self.reparam = reparam
+
+    def __call__(self, x: Array) -> Array:
+        return self.stop_gradient(x)
+
+
 def matmul(xp: Any, a: Array, b: Array, bias: Array | None = None) -> Array:
     """``a @ b (+ bias)`` in the operands' dtype.
 

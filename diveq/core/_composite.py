@@ -24,7 +24,7 @@ from diveq.core._common import (
     unrows,
     work_dtype,
 )
-from diveq.core._estimators import dithered_points, reparam_offset
+from diveq.core._estimators import dithered_points, reparam
 from diveq.core._search import nearest_rows, project_rows, segment_point
 
 __all__ = [
@@ -120,7 +120,7 @@ def _train(
         select = _hard(xp, sg, chunk_size)
     idx, weights, q = _run(xp, zr, cbs, product, select, sg)
     xi = None if noise is None else cast(xp, rows(xp, noise), dt)
-    values = zr + reparam_offset(xp, zr, q, noise_std, xi, sg)
+    values = reparam(xp, zr, [q], None, noise_std, [xi], sg)
     return _result(xp, z, values, idx, weights if space_filling else None)
 
 

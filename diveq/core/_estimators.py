@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from diveq._checks import check_codebook, check_noise_std
@@ -22,7 +23,7 @@ from diveq.core._common import (
 )
 from diveq.core._search import nearest_rows
 
-__all__ = ["diveq", "reparam_offset", "sf_diveq"]
+__all__ = ["diveq", "reparam", "reparam_offset", "sf_diveq"]
 
 
 def reparam_offset(
@@ -38,6 +39,35 @@ def reparam_offset(
     if noise is not None:
         d_fixed = d_fixed + noise_std * noise
     return safe_norm(xp, d, sg) * sg(unit(xp, d_fixed))
+
+
+def reparam(
+    xp: Any,
+    z: Array,
+    vertices: Sequence[Array],
+    lam: Array | None,
+    noise_std: Any,
+    noises: Sequence[Array | None],
+    sg: StopGradient,
+) -> Array:
+    """The quantised rows: ``z + e(q)`` for one vertex (DiVeQ, ``lam=None``), or
+    ``z + (1 - l) e(q_1) + l e(q_2)`` for the two vertices of an SF-DiVeQ segment (``lam``: the
+    rows' ``l``, shape ``(N, 1)``, a constant), ``e`` being :func:`reparam_offset` with the
+    vertex's draw.
+
+    A backend may bring a native version (a fused kernel with a hand-written backward): the
+    binding hands the core a :class:`~diveq.core._common.Native` stop-gradient, whose
+    ``reparam`` then replaces these formulas.
+    """
+    native = getattr(sg, "reparam", None)
+    if native is not None:
+        return native(z, vertices, lam, noise_std, noises)
+    steps = [
+        reparam_offset(xp, z, q, noise_std, xi, sg) for q, xi in zip(vertices, noises, strict=True)
+    ]
+    if lam is None:
+        return z + steps[0]
+    return z + (1.0 - lam) * steps[0] + lam * steps[1]
 
 
 def dithered_points(xp: Any, codebook: Array, lam: Array) -> Array:
@@ -69,7 +99,7 @@ def diveq(
     xi = None if noise is None else cast(xp, rows(xp, noise), dt)
     sg = stop_gradient
     k = nearest_rows(xp, sg(zr), sg(cb), chunk_size)
-    values = zr + reparam_offset(xp, zr, xp.take(cb, k, axis=0), noise_std, xi, sg)
+    values = reparam(xp, zr, [xp.take(cb, k, axis=0)], None, noise_std, [xi], sg)
     lead = z.shape[:-1]
     return Quantized(unrows(xp, cast(xp, values, z.dtype), lead), unrows(xp, k, lead))
 
@@ -98,9 +128,8 @@ def sf_diveq(
     l = xp.take(lam, i, axis=0)[:, None]  # noqa: E741 (the paper's name)
     xi = [None, None] if noise is None else [cast(xp, rows(xp, noise[j, ...]), dt) for j in (0, 1)]
     # Each vertex of the chosen segment gets its own error vector, weighted by the dither.
-    step1 = reparam_offset(xp, zr, xp.take(cb, i, axis=0), noise_std, xi[0], sg)
-    step2 = reparam_offset(xp, zr, xp.take(cb, i + 1, axis=0), noise_std, xi[1], sg)
-    values = zr + (1.0 - l) * step1 + l * step2
+    vertices = [xp.take(cb, i, axis=0), xp.take(cb, i + 1, axis=0)]
+    values = reparam(xp, zr, vertices, l, noise_std, xi, sg)
     lead = z.shape[:-1]
     return SFQuantized(
         unrows(xp, cast(xp, values, z.dtype), lead),

@@ -2,7 +2,8 @@
 
 Missing draws are sampled with ``torch.randn`` / ``torch.rand`` from the caller's
 ``generator`` (``None``: torch's default generator) on the device of ``z``, so nothing round
-trips through the host. Stop-gradient is :meth:`torch.Tensor.detach`.
+trips through the host. Stop-gradient is :meth:`torch.Tensor.detach`; the estimators' step runs
+as one autograd Function (:mod:`diveq.backends.torch._reparam`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import array_api_compat.torch as xp
 import torch
 
+from diveq.backends.torch._reparam import reparam
 from diveq.core._bind import bind
 from diveq.core._faces import Idiom
 from diveq.core._fused import route
@@ -61,6 +63,6 @@ def sample(
 
 # chunk_size="fused" / "fused-interpret" opt into the Triton kernels (docs: Performance).
 FUNCTIONS: dict[str, Callable[..., Any]] = route(
-    bind(IDIOM, sample=sample, stop_gradient=torch.Tensor.detach),
+    bind(IDIOM, sample=sample, stop_gradient=torch.Tensor.detach, reparam=reparam),
     "diveq.backends.torch._triton_search",
 )
