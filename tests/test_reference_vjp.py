@@ -30,7 +30,8 @@ Surrogate = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def unit(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.where(n > 0, n, 1.0)
 
 
 def norm(v: np.ndarray) -> np.ndarray:

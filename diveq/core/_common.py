@@ -13,7 +13,7 @@ from diveq._checks import check_draw
 Array = Any
 StopGradient = Callable[[Array], Array]
 
-#: ``unit(v) = v / max(||v||, UNIT_EPS)``, so ``unit(0) = 0`` (docs: Semantics, Notation).
+#: Floor of ``||z||`` in the rotation trick's scale ``||c_k|| / max(||z||, UNIT_EPS)``.
 UNIT_EPS = 1e-12
 
 #: Default number of distance-matrix entries one search tile may hold. On accelerators a tile
@@ -106,13 +106,13 @@ def safe_norm(xp: Any, v: Array, sg: Callable[[Array], Array]) -> Array:
 
 
 def unit(xp: Any, v: Array) -> Array:
-    """``v / max(||v||, UNIT_EPS)`` row-wise (no gradient is meant to flow through it).
+    """``v / ||v||`` row-wise and ``unit(0) = 0`` (no gradient is meant to flow through it).
 
-    Computed on ``v / s`` (:func:`row_scale`), so finite for every finite ``v``.
+    Computed on ``v / s`` (:func:`row_scale`), so finite for every finite ``v``, and a unit
+    vector for a row of any nonzero length (no floor on the norm).
     """
-    inv = row_scale(xp, v)
-    w = v * inv
-    return w / xp.maximum(_l2(xp, w), UNIT_EPS * inv)
+    w = v * row_scale(xp, v)  # max |w| in [1, 2), so ||w|| >= 1 unless v = 0
+    return w / xp.clip(_l2(xp, w), 1.0, None)
 
 
 def rows(xp: Any, z: Array) -> Array:

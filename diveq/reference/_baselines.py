@@ -7,7 +7,15 @@ from numpy.typing import ArrayLike
 
 from diveq._types import Quantized
 from diveq.reference import _validate as v
-from diveq.reference._geometry import TINY, argmin_first, as_rows, scatter_rows, sq_dists, unit
+from diveq.reference._geometry import (
+    TINY,
+    argmin_first,
+    as_rows,
+    norm,
+    scatter_rows,
+    sq_dists,
+    unit,
+)
 
 __all__ = ["nsvq", "nsvq_vjp", "rotation_trick", "rotation_trick_vjp", "ste", "ste_vjp"]
 
@@ -131,7 +139,7 @@ def nsvq(
     zf, cf = v.codebook_args(z, codebook)
     xi = v.Draws(rng).normal(v.optional_draw("noise", noise, zf.shape), zf.shape)
     zr, k, ck = _nearest_rows(zf, cf)
-    r = np.sqrt(_dot(ck - zr, ck - zr))
+    r = norm(ck - zr)
     values = zr + r * unit(as_rows(xi))
     return Quantized(values.reshape(zf.shape), k.reshape(zf.shape[:-1]))
 
@@ -183,7 +191,7 @@ def _rotation(zr: v.F64, ck: v.F64) -> tuple[v.F64, v.F64, v.F64, v.F64]:
     """The stopped quantities ``(zh, ch, w, s)`` of the rotation trick, per row."""
     zh, ch = unit(zr), unit(ck)
     w = unit(zh + ch)
-    s = np.sqrt(_dot(ck, ck)) / np.maximum(np.sqrt(_dot(zr, zr)), TINY)
+    s = norm(ck) / np.maximum(norm(zr), TINY)
     return zh, ch, w, s
 
 

@@ -13,7 +13,7 @@ from numpy.typing import ArrayLike
 
 from diveq._types import Quantized
 from diveq.reference import _validate as v
-from diveq.reference._geometry import argmin_first, as_rows, scatter_rows, sq_dists, unit
+from diveq.reference._geometry import argmin_first, as_rows, norm, scatter_rows, sq_dists, unit
 
 __all__ = ["diveq", "diveq_vjp", "step", "step_vjp"]
 
@@ -24,7 +24,7 @@ def step(z: v.F64, q: v.F64, s: float, xi: v.F64 | None) -> tuple[v.F64, v.F64]:
     ``u = unit(q - z)`` exactly when ``s == 0`` (``xi`` may then be ``None``).
     """
     d = q - z
-    r = np.sqrt(np.sum(d * d, axis=-1, keepdims=True))
+    r = norm(d)
     u = unit(d) if s == 0 or xi is None else unit(d + s * xi)
     return z + r * u, u
 

@@ -17,13 +17,14 @@ __all__ = [
     "argmin_first",
     "as_rows",
     "dithered_points",
+    "norm",
     "project_on_segments",
     "scatter_rows",
     "sq_dists",
     "unit",
 ]
 
-#: Floor of the norm in :func:`unit`, so that ``unit(0) = 0``.
+#: Floor of ``||z||`` in the rotation trick's scale ``||c_k|| / max(||z||, 1e-12)``.
 TINY = 1e-12
 
 
@@ -32,10 +33,28 @@ def as_rows(x: F64) -> F64:
     return x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
 
 
+def _scaled(v: F64) -> tuple[F64, F64]:
+    """``(v * inv, inv)`` with per-row powers of two ``inv`` that bring ``max |v_row|`` into
+    ``[0.5, 1)`` (``inv = 1`` for a zero row): exact, so norms of the scaled rows neither
+    overflow nor underflow."""
+    m = np.max(np.abs(v), axis=-1, keepdims=True, initial=0.0)
+    inv = np.ldexp(1.0, -np.frexp(m)[1])
+    return v * inv, inv
+
+
+def norm(v: F64) -> F64:
+    """``||v||`` along the last axis (keepdims), overflow- and underflow-safe."""
+    w, inv = _scaled(v)
+    return np.sqrt(np.sum(w * w, axis=-1, keepdims=True)) / inv
+
+
 def unit(v: F64) -> F64:
-    """``v / max(||v||, 1e-12)`` along the last axis, so ``unit(0) = 0``."""
-    norm = np.sqrt(np.sum(v * v, axis=-1, keepdims=True))
-    return v / np.maximum(norm, TINY)
+    """``v / ||v||`` along the last axis, and ``unit(0) = 0``; the norm is taken on the row
+    scaled by a power of two, so it neither overflows nor underflows (no floor: a row of any
+    nonzero length gets a unit vector)."""
+    w, _ = _scaled(v)
+    n = np.sqrt(np.sum(w * w, axis=-1, keepdims=True))
+    return w / np.where(n > 0, n, 1.0)
 
 
 def sq_dists(rows: F64, points: F64) -> F64:

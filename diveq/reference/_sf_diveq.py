@@ -13,16 +13,13 @@ from diveq.reference._geometry import (
     argmin_first,
     as_rows,
     dithered_points,
+    norm,
     scatter_rows,
     sq_dists,
     unit,
 )
 
 __all__ = ["sf_diveq", "sf_diveq_vjp"]
-
-
-def _norm(x: v.F64) -> v.F64:
-    return np.sqrt(np.sum(x * x, axis=-1, keepdims=True))
 
 
 def _directions(d: v.F64, s: float, xi: v.F64 | None) -> v.F64:
@@ -38,7 +35,7 @@ def _forward(
     d1, d2 = cf[i] - zr, cf[i + 1] - zr
     u1 = _directions(d1, s, None if xi is None else xi[0])
     u2 = _directions(d2, s, None if xi is None else xi[1])
-    values = zr + (1 - lam_i) * _norm(d1) * u1 + lam_i * _norm(d2) * u2
+    values = zr + (1 - lam_i) * norm(d1) * u1 + lam_i * norm(d2) * u2
     return i, lam_i, u1, u2, values
 
 

@@ -65,10 +65,15 @@ def sample(
     """
     if rng is None:
         wanted = ", ".join(f"`{_DRAW_NAMES[kind]}` of shape {shape}" for kind, shape in requests)
+        given = ", ".join(f"{_DRAW_NAMES[kind]}=" for kind, _ in requests)
+        hint = (
+            ""
+            if all(k == "gumbel" for k, _ in requests)
+            else (" (noise_std=0 is the deterministic variant, without noise)")
+        )
         raise ValueError(
             f"`key` is required to sample {wanted}: pass key=jax.random.key(seed) "
-            "or the draws explicitly (noise=, dither=, gumbel=), or use noise_std=0 for the "
-            "deterministic variant"
+            f"or the draws explicitly ({given}){hint}"
         )
     dtype = draw_dtype(like)
     keys = jax.random.split(rng, len(requests))

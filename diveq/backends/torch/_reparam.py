@@ -9,9 +9,9 @@ The generic formulas trace some twenty element-wise passes over the ``N x D`` ro
               values = z + sum_j w_j r_j u_j
     backward  a_j = w_j (g . u_j) ;  dq_j = a_j e^_j ;  dz = g - sum_j dq_j
 
-(``e^ = 0`` for ``d = 0``; ``unit(v) = v / max(||v||, 1e-12)``), the semantics of
+(``unit(v) = v / ||v||``, ``unit(0) = 0``: ``e^ = 0`` for ``d = 0``), the semantics of
 :func:`diveq.reference.diveq` and :func:`diveq.reference.sf_diveq`. ``d`` and ``e`` share one
-buffer, turned into their exact units in place (the ``1e-12`` floor is a row factor). Every
+buffer, turned into their units in place. Every
 product in either pass has a unit-vector factor, so none exceeds the values or the gradient it
 builds; norms are safe by :func:`_unit_rows`.
 """
@@ -23,8 +23,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-
-from diveq.core._common import UNIT_EPS
 
 __all__ = ["reparam"]
 
@@ -74,12 +72,9 @@ class _Step(torch.autograd.Function):
                     torch.addcmul(buf[j], xi, noise_std, out=buf[m + j])
                 else:
                     torch.add(buf[j], xi, alpha=noise_std, out=buf[m + j])
-        norms = _unit_rows(buf.view(-1, z.shape[-1])).view(buf.shape[0], -1, 1)
-        # u = e / max(||e||, UNIT_EPS) is the exact unit times rho = ||e|| / max(||e||, UNIT_EPS)
-        lengths, unit_norms = norms[:m], norms[m:] if noisy else norms
-        rho = unit_norms / unit_norms.clamp(min=UNIT_EPS)
-        # w_j rho_j per vertex: the weight of g . unit(e_j) in the backward
-        weights = rho if lam is None else rho * torch.stack((1.0 - lam, lam))
+        lengths = _unit_rows(buf.view(-1, z.shape[-1])).view(buf.shape[0], -1, 1)[:m]
+        # w_j per vertex: the weight of g . unit(e_j) in the backward
+        weights = torch.ones_like(lengths) if lam is None else torch.stack((1.0 - lam, lam))
         units = buf[m:] if noisy else buf
         values = torch.addcmul(z, units[0], weights[0] * lengths[0])
         for j in range(1, m):
