@@ -37,6 +37,7 @@ state and the optimiser state. Its size is ``avg_iters * rows_per_call * dim`` n
 from __future__ import annotations
 
 from diveq.backends.equinox._ema import EMAVQ
+from diveq.backends.equinox._gumbel import GumbelVQ
 from diveq.backends.equinox._layers import (
     DiVeQ,
     ProductDiVeQ,
@@ -45,4 +46,4 @@ from diveq.backends.equinox._layers import (
     write_back,
 )
 
-__all__ = ["EMAVQ", "DiVeQ", "ProductDiVeQ", "ResidualDiVeQ", "SFDiVeQ", "write_back"]
+__all__ = ["EMAVQ", "DiVeQ", "GumbelVQ", "ProductDiVeQ", "ResidualDiVeQ", "SFDiVeQ", "write_back"]
