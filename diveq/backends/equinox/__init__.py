@@ -32,6 +32,10 @@ The SF warm-up buffer stays in the state after the warm-up init (zeroed; the pla
 Flax layers can drop it with ``release_warmup``): an ``eqx.nn.State`` entry keeps the
 structure and shapes it was created with, so dropping it would mean rebuilding the model, its
 state and the optimiser state. Its size is ``avg_iters * rows_per_call * dim`` numbers.
+
+:class:`GumbelVQ` has no state but its codebook field, so it is a plain ``eqx.Module`` called
+without ``state`` (``out = layer(z, key=key, tau=tau)``, as ``eqx.nn.Dropout``);
+:class:`EMAVQ` keeps its whole state, codebook included, in the ``eqx.nn.State``.
 """
 
 from __future__ import annotations

@@ -26,6 +26,9 @@ step, before the optimiser update::
 A call that finds rows still pending raises (``ValueError`` eagerly; under ``jax.jit`` a
 runtime error with the same message), so a forgotten write-back is never silent.
 ``model.init`` runs the quantisers in inference mode and leaves the state fresh.
+:class:`GumbelVQ` has no state but ``params/codebook`` (no ``diveq`` collection, nothing to
+write back) and takes its temperature per call; :class:`EMAVQ` keeps its whole state, codebook
+included, in the ``diveq`` collection.
 """
 
 from __future__ import annotations

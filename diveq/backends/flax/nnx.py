@@ -34,6 +34,8 @@ rewrote, so a standard ``nnx.Optimizer`` step needs no diveq-specific code::
 ``model.eval()`` switches every quantiser to the hard inference (no state change),
 ``model.train()`` back. The training draws come from the ``rng_collection`` stream (default
 ``"diveq"``, or the ``default`` stream of the ``nnx.Rngs`` when it has no such stream).
+:class:`GumbelVQ` has no state but its codebook (an ``nnx.Param``) and takes its temperature
+per call; :class:`EMAVQ` holds its codebook as :class:`VQState`, moved by the EMA step.
 """
 
 from __future__ import annotations
