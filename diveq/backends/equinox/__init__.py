@@ -32,11 +32,16 @@ The SF warm-up buffer stays in the state after the warm-up init (zeroed; the pla
 Flax layers can drop it with ``release_warmup``): an ``eqx.nn.State`` entry keeps the
 structure and shapes it was created with, so dropping it would mean rebuilding the model, its
 state and the optimiser state. Its size is ``avg_iters * rows_per_call * dim`` numbers.
+
+:class:`GumbelVQ` has no state but its codebook field, so it is a plain ``eqx.Module`` called
+without ``state`` (``out = layer(z, key=key, tau=tau)``, as ``eqx.nn.Dropout``);
+:class:`EMAVQ` keeps its whole state, codebook included, in the ``eqx.nn.State``.
 """
 
 from __future__ import annotations
 
 from diveq.backends.equinox._ema import EMAVQ
+from diveq.backends.equinox._gumbel import GumbelVQ
 from diveq.backends.equinox._layers import (
     DiVeQ,
     ProductDiVeQ,
@@ -45,4 +50,4 @@ from diveq.backends.equinox._layers import (
     write_back,
 )
 
-__all__ = ["EMAVQ", "DiVeQ", "ProductDiVeQ", "ResidualDiVeQ", "SFDiVeQ", "write_back"]
+__all__ = ["EMAVQ", "DiVeQ", "GumbelVQ", "ProductDiVeQ", "ResidualDiVeQ", "SFDiVeQ", "write_back"]

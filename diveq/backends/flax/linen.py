@@ -26,6 +26,9 @@ step, before the optimiser update::
 A call that finds rows still pending raises (``ValueError`` eagerly; under ``jax.jit`` a
 runtime error with the same message), so a forgotten write-back is never silent.
 ``model.init`` runs the quantisers in inference mode and leaves the state fresh.
+:class:`GumbelVQ` has no state but ``params/codebook`` (no ``diveq`` collection, nothing to
+write back) and takes its temperature per call; :class:`EMAVQ` keeps its whole state, codebook
+included, in the ``diveq`` collection.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ from flax.core import FrozenDict
 
 import diveq.backends.jax as dq
 from diveq._checkpoint import from_signature
-from diveq._types import EMALayerOutput, EMAState, Quantized, SFQuantized
+from diveq._types import EMALayerOutput, EMAState, LayerOutput, Quantized, SFQuantized
+from diveq.backends.jax._gumbel import gumbel_output
 from diveq.backends.jax._layer import AnyState, Layer, Output
 from diveq.backends.jax._rewrites import check_written_back, fold_rows
 
@@ -51,6 +55,7 @@ __all__ = [
     "COLLECTION",
     "EMAVQ",
     "DiVeQ",
+    "GumbelVQ",
     "ProductDiVeQ",
     "ResidualDiVeQ",
     "SFDiVeQ",
@@ -65,6 +70,7 @@ _REWRITES = "rewrites"
 _BUFFER = ("buffer", "buffer_valid")
 
 Tree = TypeVar("Tree", bound=Mapping)
+Config = TypeVar("Config")
 
 
 class _Quantizer(nn.Module):
@@ -75,8 +81,7 @@ class _Quantizer(nn.Module):
     @property
     def layer(self) -> Layer:
         """The JAX layer these fields configure."""
-        names = [f.name for f in dataclasses.fields(self.jax_layer)]  # type: ignore[arg-type]
-        return self.jax_layer(**{name: getattr(self, name) for name in names})
+        return _configured(self, self.jax_layer)
 
     def _dq_variables(self, layer: Layer) -> tuple[Any, dict[str, Any]]:
         fresh: list[AnyState] = []
@@ -187,6 +192,12 @@ class _Quantizer(nn.Module):
             check_written_back(replaced, _HELPER)
         fresh = layer.init(jax.random.key(0))
         return fresh._replace(**{fresh._fields[0]: book})
+
+
+def _configured(module: nn.Module, jax_layer: type[Config]) -> Config:
+    """The JAX layer ``jax_layer`` with the options of the same names from ``module``'s fields."""
+    names = [f.name for f in dataclasses.fields(jax_layer)]  # type: ignore[arg-type]
+    return jax_layer(**{name: getattr(module, name) for name in names})
 
 
 def _book(layer: Layer) -> str:
@@ -452,8 +463,7 @@ class EMAVQ(nn.Module):
     @property
     def layer(self) -> dq.EMAVQ:
         """The JAX layer these fields configure."""
-        names = [f.name for f in dataclasses.fields(dq.EMAVQ)]
-        return dq.EMAVQ(**{name: getattr(self, name) for name in names})
+        return _configured(self, dq.EMAVQ)
 
     @nn.compact
     def __call__(
@@ -493,3 +503,81 @@ class EMAVQ(nn.Module):
             for var, value in zip(variables, new, strict=True):
                 var.value = value
         return out
+
+
+class GumbelVQ(nn.Module):
+    """:class:`diveq.backends.jax.GumbelVQ` (the Gumbel-softmax baseline) as a Linen module.
+
+    The codebook, the layer's only state, is ``params/codebook``: there is no ``diveq``
+    collection, nothing to mark mutable and no :func:`write_back`; the Gumbel draws come from
+    the ``rng_collection`` stream. Anneal the temperature by passing ``tau`` to each apply, as
+    an array argument of the jitted step (``jnp.asarray(diveq.gumbel_temperature(step))``).
+    ``model.init`` runs the hard inference and needs only the ``params`` stream.
+
+    Parameters
+    ----------
+    num_codes : int
+        ``K``, number of codewords.
+    dim : int
+        ``D``, feature size.
+    tau, hard, feature_axis, codebook_init, dtype
+        As for :class:`diveq.backends.jax.GumbelVQ` (``tau``: the default temperature).
+    deterministic : bool, default False
+        The nearest codeword, no draws; can be overridden per call.
+    rng_collection : str, default "diveq"
+        The RNG stream of the Gumbel draws (``rngs={"diveq": key}`` in ``apply``).
+    """
+
+    num_codes: int
+    dim: int
+    tau: float = 1.0
+    hard: bool = False
+    feature_axis: int = -1
+    codebook_init: str = "symmetric"
+    dtype: Any = jnp.float32
+    deterministic: bool = False
+    rng_collection: str = "diveq"
+
+    @property
+    def layer(self) -> dq.GumbelVQ:
+        """The JAX layer these fields configure."""
+        return _configured(self, dq.GumbelVQ)
+
+    @nn.compact
+    def __call__(
+        self,
+        z: jax.Array,
+        *,
+        mask: jax.Array | None = None,
+        tau: float | jax.Array | None = None,
+        deterministic: bool | None = None,
+    ) -> LayerOutput:
+        """Quantise ``z``: a Gumbel-softmax sample in training, the nearest codeword otherwise.
+
+        Parameters
+        ----------
+        z : jax.Array
+            Latents with ``dim`` features on ``feature_axis``.
+        mask : jax.Array of bool, optional
+            As for :meth:`diveq.backends.jax.GumbelVQ.apply`.
+        tau : float or jax.Array, optional
+            Temperature of this call (default: the ``tau`` field); an array is traced.
+        deterministic : bool, optional
+            Overrides the module's ``deterministic`` field.
+
+        Returns
+        -------
+        LayerOutput
+            ``(values, indices, perplexity)``.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`diveq.backends.jax.GumbelVQ.apply` raises (feature size, mask, ``tau``).
+        """
+        layer = self.layer
+        book = self.param("codebook", lambda key: layer.init(key).codebook)
+        hard = self.deterministic if deterministic is None else deterministic
+        train = not (hard or self.is_initializing())
+        key = self.make_rng(self.rng_collection) if train else None
+        return gumbel_output(layer, book, z, key=key, mask=mask, train=train, tau=tau)

@@ -34,6 +34,8 @@ rewrote, so a standard ``nnx.Optimizer`` step needs no diveq-specific code::
 ``model.eval()`` switches every quantiser to the hard inference (no state change),
 ``model.train()`` back. The training draws come from the ``rng_collection`` stream (default
 ``"diveq"``, or the ``default`` stream of the ``nnx.Rngs`` when it has no such stream).
+:class:`GumbelVQ` has no state but its codebook (an ``nnx.Param``) and takes its temperature
+per call; :class:`EMAVQ` holds its codebook as :class:`VQState`, moved by the EMA step.
 """
 
 from __future__ import annotations
@@ -44,10 +46,11 @@ import jax
 from flax import nnx
 
 import diveq.backends.jax as dq
-from diveq._types import EMALayerOutput, EMAState, Quantized, SFQuantized
+from diveq._types import EMALayerOutput, EMAState, GumbelState, LayerOutput, Quantized, SFQuantized
+from diveq.backends.jax._gumbel import gumbel_output
 from diveq.backends.jax._layer import AnyState, Layer, Output
 
-__all__ = ["EMAVQ", "DiVeQ", "ProductDiVeQ", "ResidualDiVeQ", "SFDiVeQ", "VQState"]
+__all__ = ["EMAVQ", "DiVeQ", "GumbelVQ", "ProductDiVeQ", "ResidualDiVeQ", "SFDiVeQ", "VQState"]
 
 
 class VQState(nnx.Variable):
@@ -127,13 +130,7 @@ class _Quantizer(nnx.Module):
         return out
 
     def _key(self, rngs: nnx.Rngs | nnx.RngStream | jax.Array | None) -> jax.Array:
-        if rngs is None:
-            return self.rngs()
-        if isinstance(rngs, nnx.Rngs):
-            return rngs[self.rng_collection]()
-        if isinstance(rngs, nnx.RngStream):
-            return rngs()
-        return rngs
+        return _call_key(self.rngs, self.rng_collection, rngs)
 
     def encode(self, z: jax.Array, *, mask: jax.Array | None = None) -> Quantized | SFQuantized:
         """Hard inference with the full result; see :meth:`diveq.backends.jax.DiVeQ.encode`.
@@ -176,6 +173,19 @@ class _Quantizer(nnx.Module):
         if released.buffer is None:
             self.buffer = None
             self.buffer_valid = None
+
+
+def _call_key(
+    own: nnx.RngStream, collection: str, rngs: nnx.Rngs | nnx.RngStream | jax.Array | None
+) -> jax.Array:
+    """The key of one training call: from ``rngs`` when given, else from the module's stream."""
+    if rngs is None:
+        return own()
+    if isinstance(rngs, nnx.Rngs):
+        return rngs[collection]()
+    if isinstance(rngs, nnx.RngStream):
+        return rngs()
+    return rngs
 
 
 _PARAMETERS = """rngs : nnx.Rngs
@@ -424,3 +434,98 @@ class EMAVQ(nnx.Module):
         if not hard:
             self.codebook[...], self.cluster_size[...], self.embed_sum[...] = new
         return out
+
+
+class GumbelVQ(nnx.Module):
+    """:class:`diveq.backends.jax.GumbelVQ` (the Gumbel-softmax baseline) as an ``nnx.Module``.
+
+    The codebook is an ``nnx.Param``, the layer's only state: a call changes nothing, the
+    optimiser trains it. Anneal the temperature by passing ``tau`` to each call, as an array
+    argument of the jitted step (``jnp.asarray(diveq.gumbel_temperature(step))``), so that it
+    is traced, not compiled in. No ``encode`` / ``decode``: ``indices`` are those of the sampled
+    (training) or nearest (eval) codewords.
+
+    Parameters
+    ----------
+    num_codes : int
+        ``K``, number of codewords.
+    dim : int
+        ``D``, feature size.
+    rngs : nnx.Rngs
+        Its ``params`` stream draws the codebook; a fork of its ``rng_collection`` stream
+        gives the Gumbel draws, one key per training call.
+    rng_collection : str, default "diveq"
+        Stream name (``nnx.Rngs`` falls back to its ``default`` stream).
+    deterministic : bool, default False
+        The nearest codeword, no draws (``model.eval()`` sets it, ``model.train()`` clears it).
+    **options
+        The options of :class:`diveq.backends.jax.GumbelVQ` (``tau``, the default temperature;
+        ``hard``, ``feature_axis``, ``codebook_init``, ``dtype``), same names and defaults.
+
+    Attributes
+    ----------
+    codebook : nnx.Param
+        The codebook, ``(K, D)``.
+    layer : diveq.backends.jax.GumbelVQ
+        The JAX layer (a frozen config) that does the work.
+    """
+
+    def __init__(
+        self,
+        num_codes: int,
+        dim: int,
+        *,
+        rngs: nnx.Rngs,
+        rng_collection: str = "diveq",
+        deterministic: bool = False,
+        **options: Any,
+    ) -> None:
+        self.layer = dq.GumbelVQ(num_codes, dim, **options)
+        self.codebook = nnx.Param(self.layer.init(rngs.params()).codebook)
+        self.deterministic = deterministic
+        self.rng_collection = rng_collection
+        self.rngs = rngs[rng_collection].fork()
+
+    def layer_state(self) -> GumbelState:
+        """The module's state as the JAX layer's :class:`~diveq.GumbelState`."""
+        return GumbelState(self.codebook[...])
+
+    def __call__(
+        self,
+        z: jax.Array,
+        *,
+        mask: jax.Array | None = None,
+        tau: float | jax.Array | None = None,
+        deterministic: bool | None = None,
+        rngs: nnx.Rngs | nnx.RngStream | jax.Array | None = None,
+    ) -> LayerOutput:
+        """Quantise ``z``: a Gumbel-softmax sample in training, the nearest codeword otherwise.
+
+        Parameters
+        ----------
+        z : jax.Array
+            Latents with ``dim`` features on ``feature_axis``.
+        mask : jax.Array of bool, optional
+            As for :meth:`diveq.backends.jax.GumbelVQ.apply`.
+        tau : float or jax.Array, optional
+            Temperature of this call (default: the ``tau`` option); an array is traced.
+        deterministic : bool, optional
+            Overrides the module's ``deterministic``.
+        rngs : nnx.Rngs, nnx.RngStream or jax.Array, optional
+            Overrides the module's stream for this call's draws.
+
+        Returns
+        -------
+        LayerOutput
+            ``(values, indices, perplexity)``.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`diveq.backends.jax.GumbelVQ.apply` raises (feature size, mask, ``tau``).
+        """
+        book = self.codebook[...]
+        if self.deterministic if deterministic is None else deterministic:
+            return gumbel_output(self.layer, book, z, key=None, mask=mask, train=False, tau=tau)
+        key = _call_key(self.rngs, self.rng_collection, rngs)
+        return gumbel_output(self.layer, book, z, key=key, mask=mask, train=True, tau=tau)

@@ -14,7 +14,7 @@ from diveq._types import GumbelState, LayerDraws, LayerOutput
 from diveq.backends.jax._functions import FUNCTIONS, sample
 from diveq.core._gumbel_layer import gumbel_layer_call, gumbel_spec
 
-__all__ = ["GumbelVQ"]
+__all__ = ["GumbelVQ", "gumbel_output"]
 
 
 @dataclass(frozen=True)
@@ -152,3 +152,19 @@ class GumbelVQ:
             gumbel=gumbel,
         )
         return out, state
+
+
+def gumbel_output(
+    layer: GumbelVQ,
+    codebook: jax.Array,
+    z: jax.Array,
+    *,
+    key: jax.Array | None,
+    mask: jax.Array | None,
+    train: bool,
+    tau: float | jax.Array | None,
+) -> LayerOutput:
+    """One call of ``layer`` on the codebook a framework module holds (Flax NNX, Flax Linen,
+    Equinox): the layer has no other state, so the module keeps only its output."""
+    state = GumbelState(codebook)
+    return layer.apply(state, z, key=key, mask=mask, train=train, tau=tau)[0]
