@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from benchmarks._timing import median, ratio
 
-#: The baselines a case is compared with, in column order.
-COLUMNS = ("floor", "function", "official")
+#: The baselines a case is compared with, in column order ("draws": the floor plus the random
+#: draws the function's semantics require).
+COLUMNS = ("floor", "draws", "function", "official")
 Baselines = dict[str, dict[str, str]]
 
 

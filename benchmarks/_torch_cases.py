@@ -42,6 +42,27 @@ def floor(t: dict[str, torch.Tensor]) -> Case:
     return run
 
 
+#: The draws each one-codebook function makes: (standard normals per row, uniforms per call).
+DRAWS = {"diveq": (1, 0), "sf_diveq": (2, -1)}
+
+
+def floor_draws(t: dict[str, torch.Tensor], fn: str) -> Case:
+    """The floor plus the random draws ``fn`` must make (its semantics fix them): the normal
+    noise of every row, and SF-DiVeQ's ``K - 1`` uniform dithers, from a ``torch.Generator``."""
+    search = floor(t)
+    z, c = t["z"], t["codebook"]
+    rows, uniforms = DRAWS[fn]
+    gen = torch.Generator(device=z.device).manual_seed(1)
+
+    def run() -> object:
+        torch.randn((rows, *z.shape), generator=gen, device=z.device)
+        if uniforms:
+            torch.rand(c.shape[0] + uniforms, generator=gen, device=z.device)
+        return search()
+
+    return run
+
+
 def floor_books(t: dict[str, torch.Tensor], books: str) -> Case:
     """The floor of a composite: its ``M`` bare searches (blocks of ``z`` for ``"product"``,
     all of ``z`` for ``"residual"``, whose stages search rows of the same size)."""

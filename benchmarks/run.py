@@ -62,6 +62,9 @@ def build(
     for fn in functions:
         cases[f"torch {fn}"] = tc.ours(fn, t, FUNCTIONS[fn])
         base[f"torch {fn}"] = {"floor": f"torch {_floor_of(fn)}"}
+        if fn in tc.DRAWS:
+            cases[f"torch floor + {fn} draws"] = tc.floor_draws(t, fn)
+            base[f"torch {fn}"]["draws"] = f"torch floor + {fn} draws"
         if peers and fn in official:
             base[f"torch {fn}"]["official"] = f"official {official[fn]}"
     if layers:
