@@ -95,10 +95,10 @@ def _part(name: str, quick: bool) -> Iterator[RunConfig]:
                 quick=quick,
             )
     elif name == "gumbel_tau":
-        names = [f"gumbel_tau{t:g}" for t in GUMBEL_TAUS] + [f"gumbel_kl{w:g}" for w in GUMBEL_KLS]
-        names = [names[0], names[-1]] if quick else names
+        tuned = [f"gumbel_tau{t:g}" for t in GUMBEL_TAUS] + [f"gumbel_kl{w:g}" for w in GUMBEL_KLS]
+        tuned = [tuned[0], tuned[-1]] if quick else tuned
         for data, method, seed in (
-            (d, m, s) for d in ("photos", "signals") for m in names for s in seeds[:3]
+            (d, m, s) for d in ("photos", "signals") for m in tuned for s in seeds[:3]
         ):
             yield run_config(data, method, seed, steps[0], k, quick=quick)
     else:
