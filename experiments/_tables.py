@@ -106,7 +106,7 @@ def status(rows: Rows, quick: bool = False) -> Table:
         runs, missing = plan((part,), quick=quick)
         done = sum(c.key in keys for c in runs)
         state = "complete" if done == len(runs) else ("not run" if done == 0 else "partial")
-        left = ", ".join(METHODS[m].label for m in missing) or "-"
+        left = ", ".join(METHODS[m].label for m in missing) or "none"
         table.append([part, str(len(runs)), str(done), state, left])
     return table
 
