@@ -18,7 +18,15 @@ import diveq.backends.torch as dq
 from experiments._examples import Baseline, Layer, make_quantizer
 from experiments._kmeans import KMeansSF
 
-__all__ = ["GUMBEL_KLS", "GUMBEL_TAUS", "METHODS", "Method", "QuantizerSpec", "available"]
+__all__ = [
+    "GUMBEL_KLS",
+    "GUMBEL_TAUS",
+    "GUMBEL_VARIANTS",
+    "METHODS",
+    "Method",
+    "QuantizerSpec",
+    "available",
+]
 
 REPLACEMENT_ITERS = 100
 COMPOSITE_BOOKS = 2
@@ -172,18 +180,18 @@ METHODS: dict[str, Method] = {
     "ema": Method("EMA codebook", _demo("ema"), moving=True),
     "gumbel": Method("Gumbel-softmax", _demo("gumbel")),
 }
+#: The Gumbel-softmax tuning variants: method name -> (start temperature, KL weight).
+GUMBEL_VARIANTS = {f"gumbel_tau{tau:g}": (tau, 0.0) for tau in GUMBEL_TAUS} | {
+    f"gumbel_kl{kl:g}": (1.0, kl) for kl in GUMBEL_KLS
+}
 METHODS.update(
     {
-        f"gumbel_tau{tau:g}": Method(
-            f"Gumbel-softmax, tau {tau:g}", _gumbel(tau), variant_of="gumbel"
+        name: Method(
+            f"Gumbel-softmax, tau {tau:g}" if not kl else f"Gumbel-softmax, KL {kl:g}",
+            _gumbel(tau, kl),
+            variant_of="gumbel",
         )
-        for tau in GUMBEL_TAUS
-    }
-    | {
-        f"gumbel_kl{kl:g}": Method(
-            f"Gumbel-softmax, KL {kl:g}", _gumbel(kl=kl), variant_of="gumbel"
-        )
-        for kl in GUMBEL_KLS
+        for name, (tau, kl) in GUMBEL_VARIANTS.items()
     }
 )
 

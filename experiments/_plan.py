@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from experiments._config import RunConfig, run_config
-from experiments._methods import GUMBEL_KLS, GUMBEL_TAUS, METHODS, available
+from experiments._methods import GUMBEL_VARIANTS, METHODS, available
 
 __all__ = ["NOISES", "PARTS", "plan", "main_variants"]
 
@@ -95,7 +95,7 @@ def _part(name: str, quick: bool) -> Iterator[RunConfig]:
                 quick=quick,
             )
     elif name == "gumbel_tau":
-        tuned = [f"gumbel_tau{t:g}" for t in GUMBEL_TAUS] + [f"gumbel_kl{w:g}" for w in GUMBEL_KLS]
+        tuned = list(GUMBEL_VARIANTS)
         tuned = [tuned[0], tuned[-1]] if quick else tuned
         for data, method, seed in (
             (d, m, s) for d in ("photos", "signals") for m in tuned for s in seeds[:3]

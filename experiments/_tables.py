@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments._methods import METHODS
+from experiments._methods import GUMBEL_VARIANTS, METHODS
 from experiments._plan import PARTS, plan
 from experiments._stats import paired, summary
 from experiments._store import METRICS
@@ -198,8 +198,7 @@ def gumbel_table(rows: Rows) -> Table:
         ref = _select(sel, method="gumbel")
         dv = [r for r in defaults(cell) if r["method"] == "diveq" and r["noise_std"] == 1e-3]
         for (method,), runs in groups(sel, ("method",)).items():
-            tau = float(method.removeprefix("gumbel_tau")) if "_tau" in method else 1.0
-            kl = float(method.removeprefix("gumbel_kl")) if "_kl" in method else 0.0
+            tau, kl = GUMBEL_VARIANTS.get(method, (1.0, 0.0))
             d = paired(seeds_of(runs, "psnr"), seeds_of(ref, "psnr"))
             to_diveq = paired(seeds_of(runs, "psnr"), seeds_of(dv, "psnr"))
             table.append([data, f"{tau:g}", f"{kl:g}", str(len(runs)),

@@ -99,10 +99,7 @@ def safe_norm(xp: Any, v: Array, sg: Callable[[Array], Array]) -> Array:
     (:func:`row_scale`): finite for every finite ``v``, and the backward never forms a product
     larger than the gradient itself.
     """
-    v0 = sg(v)
-    inv = row_scale(xp, v0)
-    w = v0 * inv  # max |w| in [1, 2), so ||w|| >= 1 unless v = 0
-    return xp.sum(v * sg(w / xp.clip(_l2(xp, w), 1.0, None)), axis=-1, keepdims=True)
+    return xp.sum(v * sg(unit(xp, sg(v))), axis=-1, keepdims=True)
 
 
 def unit(xp: Any, v: Array) -> Array:
