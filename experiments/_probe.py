@@ -12,7 +12,11 @@ Every ``every`` train-mode calls of the quantizer, on that batch:
   rows and of the latents (the first block, for product codebooks);
 - ``replaced``: codeword rows rewritten inside the quantizer's forward since the last record
   (dead-code replacements; for SF, the warm-up init); NaN for quantizers whose codebook moves
-  in every forward pass (EMA).
+  in every forward pass (EMA);
+- ``train_usage``: % of the codewords in use in that training call (mean over codebooks), the
+  measure the paper reports: the selected codes, and for SF methods both ends of every
+  selected segment (the two codewords the dithered point interpolates). 0 during an SF
+  warm-up, where no codeword is used.
 
 At every evaluation, for SF methods: the test-set usage, perplexity and PSNR when decoding at
 the nearest codewords (``vertex_*``), the measure the official code reports.
@@ -32,6 +36,22 @@ __all__ = ["Probe"]
 
 def _spread(rows: torch.Tensor) -> float:
     return float((rows - rows.mean(dim=0)).square().sum(dim=1).mean().sqrt())
+
+
+def _train_usage(quantizer: Any, indices: torch.Tensor) -> float:
+    """% of codewords used by a training call's ``indices`` (composites: trailing axis ``M``;
+    SF: segment indices, ``-1`` during the warm-up), mean over the codebooks."""
+    m, k = quantizer.books.shape[:2]
+    space_filling = getattr(getattr(quantizer, "layer", None), "space_filling", False)
+    shares = []
+    for col in indices.detach().reshape(-1, m).unbind(dim=1):
+        col = col[col >= 0]
+        used = torch.zeros(k, dtype=torch.bool, device=col.device)
+        used[col] = True
+        if space_filling:
+            used[col + 1] = True
+        shares.append(100.0 * float(used.float().mean()))
+    return sum(shares) / len(shares)
 
 
 class Probe:
@@ -56,6 +76,7 @@ class Probe:
                 "code_spread",
                 "latent_spread",
                 "replaced",
+                "train_usage",
             )
         }
         self.evals: dict[str, list[float]] = {
@@ -85,6 +106,7 @@ class Probe:
         self._replaced += int((books != self._before).any(dim=-1).sum())
         if self.calls % self.every == 0:
             self._diagnose(module, args[0])
+            self.log["train_usage"].append(_train_usage(module, output[1]))
 
     def _diagnose(self, quantizer: Any, z: torch.Tensor) -> None:
         assert self._x is not None

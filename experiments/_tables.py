@@ -239,6 +239,21 @@ def diagnostics_table(rows: Rows) -> Table:
     return table
 
 
+def train_usage_table(rows: Rows) -> Table:
+    """Codebook usage as the paper measures it (per training call) beside the test-set usage,
+    second half of training, for the runs that logged it (``train_usage``)."""
+    table = [["data", "K", "steps", "method", "n", "training-call usage %", "test usage %",
+              "test usage at codewords %"]]  # fmt: skip
+    logged = [r for r in rows if r["diag"].get("train_usage")]
+    keys = ("dataset", "num_codes", "steps", "method", "noise_std")
+    for (data, k, steps, *_), runs in groups(defaults(logged), keys).items():
+        table.append([data, str(k), str(steps), label(runs[0]), str(len(runs)),
+                      summary([_late(r, "train_usage") for r in runs]).cell(1),
+                      summary([r["usage"] for r in runs]).cell(1),
+                      summary([r["vertex_usage"] for r in runs]).cell(1)])  # fmt: skip
+    return table
+
+
 TABLES: dict[str, Callable[[Rows], Table]] = {
     "main": main_table,
     "noise": noise_table,
@@ -246,4 +261,5 @@ TABLES: dict[str, Callable[[Rows], Table]] = {
     "sf_init": sf_init_table,
     "gumbel": gumbel_table,
     "diagnostics": diagnostics_table,
+    "train_usage": train_usage_table,
 }
