@@ -28,3 +28,14 @@ def test_benchmark_smoke(tmp_path):
     assert float(written["torch DiVeQ layer"]["x_function"]) > 0
     assert float(written["jax DiVeQ layer"]["x_function"]) > 0
     assert written["torch floor"]["x_floor"] == ""
+
+
+def test_breakdown_smoke():
+    for fn in ("diveq", "sf_diveq"):
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "breakdown.py"), "--fn", fn,
+             "--n", "64", "--k", "8", "--d", "4", "--rounds", "1"],
+            capture_output=True, text=True, timeout=120, check=True,
+        ).stdout  # fmt: skip
+        for part in ("floor", "search", "draws", "forward + backward, given draws", "lower bound"):
+            assert part in out
