@@ -10,6 +10,10 @@
   with ``main``'s ``"symmetric"`` (``U(-1/K, 1/K)``) runs.
 - ``sf_init``: SF-DiVeQ with the k-means init, with random init and no warm-up, and with
   warm-ups of 5 % and 30 % of the steps (``main`` has 15 %), 5 seeds.
+- ``data_init``: STE, the rotation trick, NSVQ and DiVeQ with their codebook set to ``K``
+  latents of the first training batch (:mod:`experiments._datainit`), photos, K = 256, the
+  demo's budget, 5 seeds, paired with ``main``: does a data-dependent init remove DiVeQ's slow
+  start?
 - ``gumbel_tau``: Gumbel-softmax with other temperatures (start ``tau`` in
   :data:`~experiments._methods.GUMBEL_TAUS`; ``main`` has 1) and with the Gumbel-softmax VAE's
   KL-to-uniform prior term (weights :data:`~experiments._methods.GUMBEL_KLS`; ``main`` has
@@ -32,7 +36,9 @@ NOISES = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 BUDGET, LONG = 1500, 6000
 QUICK = 12  # steps of a --quick run
 SEEDS = tuple(range(5))
-PARTS = ("main", "signals", "noise", "init", "sf_init", "gumbel_tau")
+PARTS = ("main", "signals", "noise", "init", "sf_init", "gumbel_tau", "data_init")
+#: The methods of the ``data_init`` part (one codebook, trained by their gradient).
+DATA_INIT = ("ste", "rotation", "nsvq", "diveq")
 
 
 def main_variants() -> Iterator[tuple[str, float]]:
@@ -101,6 +107,9 @@ def _part(name: str, quick: bool) -> Iterator[RunConfig]:
             (d, m, s) for d in ("photos", "signals") for m in tuned for s in seeds[:3]
         ):
             yield run_config(data, method, seed, steps[0], k, quick=quick)
+    elif name == "data_init":
+        for method, seed in ((m, s) for m in DATA_INIT[-2 if quick else 0 :] for s in seeds):
+            yield run_config("photos", method, seed, steps[0], k, codebook_init="data", quick=quick)
     else:
         raise ValueError(f"unknown part {name!r}; choose from {PARTS}")
 

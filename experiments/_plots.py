@@ -112,25 +112,37 @@ def noise_curve(rows: Rows, out: Path) -> Path:
 
 
 def init_comparison(rows: Rows, out: Path) -> Path:
-    """Paired PSNR difference, positive U[0, 1/K) minus symmetric U(-1/K, 1/K), per method."""
+    """Paired PSNR difference to the symmetric ``U(-1/K, 1/K)`` init, per method, of the
+    positive ``U[0, 1/K)`` init and of the data init (``K`` latents of the first batch)."""
     sel = defaults(reference_cell(rows), init=False)
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    names, diffs = [], []
+    names: list[str] = []
+    diffs: dict[str, list[tuple[int, Any]]] = {"positive": [], "data": []}
     for (_, _), runs in groups(sel, ("method", "noise_std")).items():
-        pos = [r for r in runs if r["codebook_init"] == "positive"]
         sym = [r for r in runs if r["codebook_init"] == "symmetric"]
-        d = paired(seeds_of(pos, "psnr"), seeds_of(sym, "psnr"))
-        if d.n >= 2:
+        found = False
+        for init, found_diffs in diffs.items():
+            d = paired(seeds_of([r for r in runs if r["codebook_init"] == init], "psnr"),
+                       seeds_of(sym, "psnr"))  # fmt: skip
+            if d.n >= 2:
+                found_diffs.append((len(names), d))
+                found = True
+        if found:
             names.append(label(runs[0]))
-            diffs.append(d)
-    if not diffs:
+    if not names:
         _empty(ax, "the codebook init (pairs of seeds needed)")
         return _save(fig, out / "init_comparison.png")
-    y = np.arange(len(diffs))
-    ax.errorbar([d.mean for d in diffs], y, xerr=[d.half for d in diffs], fmt="o", capsize=3)
+    for (init, found_diffs), shift in zip(diffs.items(), (-0.12, 0.12), strict=True):
+        if found_diffs:
+            y = np.array([i for i, _ in found_diffs]) + shift
+            ax.errorbar([d.mean for _, d in found_diffs], y, xerr=[d.half for _, d in found_diffs],
+                        fmt="o" if init == "positive" else "s", capsize=3,
+                        label=f"{init} - symmetric")  # fmt: skip
     ax.axvline(0, color="grey", lw=1)
-    ax.set_yticks(y, names)
-    ax.set_xlabel("PSNR positive - symmetric init (dB), paired mean and 95 % CI")
+    ax.set_yticks(np.arange(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel("PSNR difference to the symmetric init (dB), paired mean and 95 % CI")
+    ax.legend()
     ax.grid(alpha=0.3)
     return _save(fig, out / "init_comparison.png")
 

@@ -11,11 +11,18 @@ import torch
 
 from experiments._config import RunConfig
 from experiments._data import DATASETS, load_data, make_model
+from experiments._datainit import data_init
 from experiments._examples import Config, Metrics, evaluate, train
 from experiments._methods import METHODS, QuantizerSpec
 from experiments._probe import Probe
 
 __all__ = ["run_one"]
+
+
+def _library_init(cfg: RunConfig) -> str:
+    """The layers' ``codebook_init``: ``"data"`` starts from the default and is applied by the
+    study itself (:mod:`experiments._datainit`)."""
+    return "symmetric" if cfg.codebook_init == "data" else cfg.codebook_init
 
 
 def _demo_config(cfg: RunConfig) -> Config:
@@ -29,7 +36,7 @@ def _demo_config(cfg: RunConfig) -> Config:
         eval_every=cfg.eval_every,
         warmup_share=cfg.warmup_share,
         noise_std=cfg.noise_std,
-        codebook_init=cfg.codebook_init,
+        codebook_init=_library_init(cfg),
     )
 
 
@@ -54,7 +61,7 @@ def run_one(cfg: RunConfig, threads: int = 1) -> dict[str, Any]:
         num_codes=cfg.num_codes,
         dim=demo.dim,
         noise_std=cfg.noise_std,
-        codebook_init=cfg.codebook_init,
+        codebook_init=_library_init(cfg),
         skip_iters=demo.skip_iters,
         avg_iters=demo.avg_iters,
         sf_init=cfg.sf_init,
@@ -63,7 +70,10 @@ def run_one(cfg: RunConfig, threads: int = 1) -> dict[str, Any]:
     probes: list[Probe] = []
 
     def build() -> torch.nn.Module:
-        model = make_model(cfg.dataset, builder(spec))
+        quantizer = builder(spec)
+        if cfg.codebook_init == "data":
+            data_init(quantizer)
+        model = make_model(cfg.dataset, quantizer)
         probes.append(Probe(model, cfg.diag_every, test, rewrites=not method.moving))
         return model
 

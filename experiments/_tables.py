@@ -148,17 +148,20 @@ def noise_table(rows: Rows) -> Table:
 
 
 def init_table(rows: Rows) -> Table:
-    """``U[0, 1/K)`` ("positive") against ``U(-1/K, 1/K)`` ("symmetric"), paired by seed."""
-    table = [["method", "n pairs", "PSNR symmetric", "PSNR positive", "positive - symmetric"]]
+    """``U[0, 1/K)`` ("positive") and the data init ("data": ``K`` latents of the first batch)
+    against ``U(-1/K, 1/K)`` ("symmetric"), each paired by seed."""
+    table = [["method", "PSNR symmetric", "n", "PSNR positive", "n", "positive - symmetric",
+              "PSNR data", "n", "data - symmetric"]]  # fmt: skip
     sel = defaults(reference_cell(rows), init=False)
     for runs in groups(sel, ("method", "noise_std")).values():
         sym = _select(runs, codebook_init="symmetric")
-        pos = _select(runs, codebook_init="positive")
-        if not pos:
-            continue
-        d = paired(seeds_of(pos, "psnr"), seeds_of(sym, "psnr"))
-        table.append([label(runs[0]), str(d.n), summary([r["psnr"] for r in sym]).cell(2),
-                      summary([r["psnr"] for r in pos]).cell(2), d.cell(2)])  # fmt: skip
+        row = [label(runs[0]), summary([r["psnr"] for r in sym]).cell(2), str(len(sym))]
+        for init in ("positive", "data"):
+            other = _select(runs, codebook_init=init)
+            d = paired(seeds_of(other, "psnr"), seeds_of(sym, "psnr"))
+            row += [summary([r["psnr"] for r in other]).cell(2), str(len(other)), d.cell(2)]
+        if len(sym) < len(runs):  # some other init was run for this method
+            table.append(row)
     return table
 
 
