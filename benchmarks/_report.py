@@ -51,3 +51,36 @@ def table(result: list[dict[str, object]]) -> str:
                 cells += " " * 22
         lines.append(f"{r['case']:<{width}} {float(r['seconds']) * 1e3:10.1f}{cells}")  # type: ignore[arg-type]
     return "\n".join(lines)
+
+
+#: The sweep's cases, their column names and the issue's targets (time / floor) at points with
+#: ``N K >= 2^24`` and below: the composites against the floor of their ``M`` searches, JAX
+#: against its own floor.
+SWEEP_TARGETS = {
+    "torch diveq": ("torch diveq", 1.10, 1.3),
+    "torch sf_diveq": ("torch sf_diveq", 1.2, 1.5),
+    "torch product_diveq": ("product", 1.0, 1.0),
+    "torch residual_diveq": ("residual", 1.0, 1.0),
+    "jax diveq": ("JAX diveq", 1.15, 1.15),
+    "jax sf_diveq": ("JAX sf_diveq", 1.15, 1.15),
+}
+
+
+def sweep_summary(result: list[dict[str, object]]) -> list[list[str]]:
+    """One row per sweep point: each case's time / floor and the cases over their target."""
+    head = ["N", "K", "D", *(name for name, _, _ in SWEEP_TARGETS.values()), "over target"]
+    table = [head]
+    points = sorted({(int(r["n"]), int(r["k"]), int(r["d"])) for r in result})  # type: ignore[call-overload]
+    for n, k, d in points:
+        at = {r["case"]: r for r in result if (r["n"], r["k"], r["d"]) == (n, k, d)}
+        cells, over = [], []
+        for case, (name, big, small) in SWEEP_TARGETS.items():
+            x = at.get(case, {}).get("x_floor")
+            if x is None:
+                cells.append("-")
+                continue
+            cells.append(f"{float(x):.2f}")  # type: ignore[arg-type]
+            if float(x) > (big if n * k >= 1 << 24 else small):  # type: ignore[arg-type]
+                over.append(name)
+        table.append([str(n), str(k), str(d), *cells, ", ".join(over) or "none"])
+    return table

@@ -25,7 +25,7 @@ import torch
 from benchmarks import _torch_cases as tc
 from benchmarks import _torch_layers as tl
 from benchmarks._kinds import FUNCTIONS, KINDS
-from benchmarks._report import Baselines, fieldnames, rows, table
+from benchmarks._report import Baselines, fieldnames, rows, sweep_summary, table
 from benchmarks._timing import interleaved, median
 
 #: ``--sweep full`` (what ``make bench`` runs) and ``--sweep small``: K x D x N.
@@ -222,6 +222,12 @@ def sweep(args: argparse.Namespace, samples: dict[str, list[float]]) -> list[dic
         print(table(result))
         rows_ += result
     plot_sweep(rows_, args)
+    summary = sweep_summary(rows_)
+    with open(args.out / "sweep.csv", "w", newline="") as f:
+        csv.writer(f).writerows(summary)
+    met = sum(row[-1] == "none" for row in summary[1:])
+    print(f"\nsweep summary (time / floor; {met} of {len(summary) - 1} points meet every target):")
+    print("\n".join("  ".join(f"{c:>14}" for c in row) for row in summary))
     return rows_
 
 

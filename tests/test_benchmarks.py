@@ -39,3 +39,23 @@ def test_breakdown_smoke():
         ).stdout  # fmt: skip
         for part in ("floor", "search", "draws", "forward + backward, given draws", "lower bound"):
             assert part in out
+
+
+def test_sweep_summary_marks_the_cases_over_their_target():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks._report import sweep_summary
+
+    def row(n, k, case, x):
+        return {"n": n, "d": 64, "k": k, "case": case, "x_floor": x}
+
+    result = [
+        row(4096, 256, "torch diveq", 1.25),  # small N K: target 1.3
+        row(4096, 256, "jax diveq", 1.2),
+        row(4096, 4096, "torch diveq", 1.25),  # N K = 2^24: target 1.10
+        row(4096, 4096, "torch floor", 1.0),
+    ]
+    head, small, big = sweep_summary(result)
+    assert head[:4] == ["N", "K", "D", "torch diveq"]
+    assert small[3] == "1.25" and small[-1] == "JAX diveq"
+    assert big[3] == "1.25" and big[-1] == "torch diveq"
+    assert big[head.index("torch sf_diveq")] == "-"
