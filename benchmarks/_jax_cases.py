@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._kinds import FUNCTIONS, KINDS, Kind, positional
+from benchmarks._kinds import DRAWS, FUNCTIONS, KINDS, Kind, positional
 
 Case = Callable[[], object]
 
@@ -41,6 +41,8 @@ def cases(arrays: dict[str, np.ndarray], *, layers: bool = True) -> dict[str, Ca
         "jax product floor": floor_books("product"),
         "jax residual floor": floor_books("residual"),
     }
+    for name, (rows, uniforms) in DRAWS.items():
+        out[f"jax floor + {name} draws"] = _floor_draws(search, data, key, rows, uniforms)
     for name, books in FUNCTIONS.items():
         fn = getattr(dq, name)
 
@@ -53,6 +55,22 @@ def cases(arrays: dict[str, np.ndarray], *, layers: bool = True) -> dict[str, Ca
         for kind in KINDS:
             out[f"jax {kind.name} layer"] = _layer(kind, data, key)
     return out
+
+
+def _floor_draws(search: Any, data: dict[str, Any], key: Any, rows: int, uniforms: int) -> Case:
+    """The floor plus the draws of a function (``DRAWS``) from the caller's key, jitted."""
+    import jax
+
+    @jax.jit
+    def run(x: jax.Array, c: jax.Array, key: jax.Array) -> Any:
+        k_noise, k_dither = jax.random.split(key)
+        noise = jax.random.normal(k_noise, (rows, *x.shape), x.dtype)
+        if not uniforms:
+            return search(x, c), noise
+        return search(x, c), noise, jax.random.uniform(k_dither, (c.shape[0] + uniforms,), x.dtype)
+
+    z, c = data["z"], data["codebook"]
+    return lambda: jax.block_until_ready(run(z, c, key))
 
 
 def _layer(kind: Kind, data: dict[str, Any], key: Any) -> Case:

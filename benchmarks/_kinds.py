@@ -16,6 +16,9 @@ from typing import Any
 M = 4
 #: A ``skip_iters`` no benchmark reaches: the layer stays in its warm-up.
 NEVER = 10**9
+#: The draws each one-codebook function makes, fixed by its semantics: (standard-normal ``N x D``
+#: arrays, uniforms per call beyond ``K``), e.g. SF-DiVeQ: two noises and ``K - 1`` dithers.
+DRAWS = {"diveq": (1, 0), "sf_diveq": (2, -1)}
 
 
 @dataclass(frozen=True)

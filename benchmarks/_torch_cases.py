@@ -11,6 +11,7 @@ from collections.abc import Callable
 import torch
 
 import diveq.backends.torch as dq
+from benchmarks._kinds import DRAWS
 from benchmarks._peers import load_official, load_vqtorch
 
 Case = Callable[[], object]
@@ -40,10 +41,6 @@ def floor(t: dict[str, torch.Tensor]) -> Case:
             return torch.addmm((c * c).sum(1), z, c.t(), beta=1, alpha=-2).argmin(1)
 
     return run
-
-
-#: The draws each one-codebook function makes: (standard normals per row, uniforms per call).
-DRAWS = {"diveq": (1, 0), "sf_diveq": (2, -1)}
 
 
 def floor_draws(t: dict[str, torch.Tensor], fn: str) -> Case:

@@ -24,7 +24,7 @@ import torch
 
 from benchmarks import _torch_cases as tc
 from benchmarks import _torch_layers as tl
-from benchmarks._kinds import FUNCTIONS, KINDS
+from benchmarks._kinds import DRAWS, FUNCTIONS, KINDS
 from benchmarks._report import Baselines, fieldnames, rows, sweep_summary, table
 from benchmarks._timing import interleaved, median
 
@@ -62,7 +62,7 @@ def build(
     for fn in functions:
         cases[f"torch {fn}"] = tc.ours(fn, t, FUNCTIONS[fn])
         base[f"torch {fn}"] = {"floor": f"torch {_floor_of(fn)}"}
-        if fn in tc.DRAWS:
+        if fn in DRAWS:
             cases[f"torch floor + {fn} draws"] = tc.floor_draws(t, fn)
             base[f"torch {fn}"]["draws"] = f"torch floor + {fn} draws"
         if peers and fn in official:
@@ -96,11 +96,14 @@ def build(
         arrays = {name: v.cpu().numpy() for name, v in t.items()}
         wanted = {"jax floor", "jax product floor", "jax residual floor"}
         wanted |= {f"jax {fn}" for fn in jax} | {f"jax {k} layer" for k in jax_layers}
+        wanted |= {f"jax floor + {fn} draws" for fn in jax if fn in DRAWS}
         for name, case in jax_cases(arrays, layers=bool(jax_layers)).items():
             if name in wanted:
                 cases[name] = case
         for fn in jax:
             base[f"jax {fn}"] = {"floor": f"jax {_floor_of(fn)}"}
+            if fn in DRAWS:
+                base[f"jax {fn}"]["draws"] = f"jax floor + {fn} draws"
         for kind in KINDS:
             name = f"jax {kind.name} layer"
             if name in cases:

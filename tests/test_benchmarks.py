@@ -18,7 +18,8 @@ def test_benchmark_smoke(tmp_path):
         timeout=300,
         check=True,
     )
-    cases = ("torch floor", "torch diveq", "torch sf_diveq", "jax floor", "jax diveq")
+    cases = ("torch floor", "torch diveq", "torch sf_diveq", "jax floor", "jax diveq",
+             "jax floor + diveq draws")  # fmt: skip
     layers = ("torch DiVeQ layer", "torch ResidualDiVeQ SF warm-up layer", "jax DiVeQ layer")
     for case in cases + layers:
         assert case in result.stdout
