@@ -67,7 +67,8 @@ SWEEP_TARGETS = {
 
 
 def sweep_summary(result: list[dict[str, object]]) -> list[list[str]]:
-    """One row per sweep point: each case's time / floor and the cases over their target."""
+    """One row per sweep point: each case's time / floor (in brackets: / floor + its draws,
+    where measured) and the cases over their target."""
     head = ["N", "K", "D", *(name for name, _, _ in SWEEP_TARGETS.values()), "over target"]
     table = [head]
     points = sorted({(int(r["n"]), int(r["k"]), int(r["d"])) for r in result})  # type: ignore[call-overload]
@@ -79,7 +80,9 @@ def sweep_summary(result: list[dict[str, object]]) -> list[list[str]]:
             if x is None:
                 cells.append("-")
                 continue
-            cells.append(f"{float(x):.2f}")  # type: ignore[arg-type]
+            draws = at[case].get("x_draws")
+            cell = f"{float(x):.2f}"  # type: ignore[arg-type]
+            cells.append(cell if draws is None else f"{cell} ({float(draws):.2f})")  # type: ignore[arg-type]
             if float(x) > (big if n * k >= 1 << 24 else small):  # type: ignore[arg-type]
                 over.append(name)
         table.append([str(n), str(k), str(d), *cells, ", ".join(over) or "none"])
