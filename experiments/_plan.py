@@ -13,7 +13,7 @@
 - ``data_init``: STE, the rotation trick, NSVQ and DiVeQ with their codebook set to ``K``
   latents of the first training batch (:mod:`experiments._datainit`), photos, K = 256, the
   demo's budget, 5 seeds, paired with ``main``: does a data-dependent init remove DiVeQ's slow
-  start?
+  start? And DiVeQ so initialised in four more cells of ``main`` and ``signals``.
 - ``gumbel_tau``: Gumbel-softmax with other temperatures (start ``tau`` in
   :data:`~experiments._methods.GUMBEL_TAUS`; ``main`` has 1) and with the Gumbel-softmax VAE's
   KL-to-uniform prior term (weights :data:`~experiments._methods.GUMBEL_KLS`; ``main`` has
@@ -39,6 +39,9 @@ SEEDS = tuple(range(5))
 PARTS = ("main", "signals", "noise", "init", "sf_init", "gumbel_tau", "data_init")
 #: The methods of the ``data_init`` part (one codebook, trained by their gradient).
 DATA_INIT = ("ste", "rotation", "nsvq", "diveq")
+#: The other cells (data, K, steps) where the ``data_init`` part runs DiVeQ.
+DATA_INIT_CELLS = (("photos", 16, BUDGET), ("photos", 256, LONG), ("signals", 256, BUDGET),
+                   ("signals", 16, BUDGET))  # fmt: skip
 
 
 def main_variants() -> Iterator[tuple[str, float]]:
@@ -110,6 +113,10 @@ def _part(name: str, quick: bool) -> Iterator[RunConfig]:
     elif name == "data_init":
         for method, seed in ((m, s) for m in DATA_INIT[-2 if quick else 0 :] for s in seeds):
             yield run_config("photos", method, seed, steps[0], k, codebook_init="data", quick=quick)
+        # DiVeQ in the other cells of the main comparison
+        cells = [("signals", 16, steps[0])] if quick else DATA_INIT_CELLS
+        for (data, codes, n), seed in ((c, s) for c in cells for s in seeds):
+            yield run_config(data, "diveq", seed, n, codes, codebook_init="data", quick=quick)
     else:
         raise ValueError(f"unknown part {name!r}; choose from {PARTS}")
 

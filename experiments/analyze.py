@@ -5,10 +5,10 @@
     python -m experiments.analyze                  # experiments/results/runs.csv -> docs/evidence/
     python -m experiments.analyze --results out/experiments-quick/runs.csv --out out/evidence
 
-Writes one CSV per table (``status``, ``main``, ``noise``, ``init``, ``sf_init``, ``gumbel``,
-``diagnostics``, ``train_usage``; the docs page includes them) and the figures, and prints
-the tables. Cells are mean ± half-width of the 95 % Student-t interval over seeds; paired
-columns compare runs with the same seed (paired t-test).
+Writes one CSV per table (``status``, ``main``, ``noise``, ``init``, ``data_init``,
+``sf_init``, ``gumbel``, ``diagnostics``, ``train_usage``; the docs page includes them) and
+the figures, and prints the tables. Cells are mean ± half-width of the 95 % Student-t interval
+over seeds; paired columns compare runs with the same seed (paired t-test).
 """
 
 from __future__ import annotations
