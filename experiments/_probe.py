@@ -38,11 +38,19 @@ def _spread(rows: torch.Tensor) -> float:
     return float((rows - rows.mean(dim=0)).square().sum(dim=1).mean().sqrt())
 
 
+def _on_polyline(layer: Any) -> bool:
+    """Whether the SF ``layer``'s last train call quantised on its polyline (segment indices),
+    not inside its warm-up (one codebook: ``-1``; composites: composite DiVeQ's codewords)."""
+    if not getattr(layer, "space_filling", False):
+        return False
+    return bool(layer.skip_iters <= 1 or layer.train_calls >= layer.skip_iters)
+
+
 def _train_usage(quantizer: Any, indices: torch.Tensor) -> float:
     """% of codewords used by a training call's ``indices`` (composites: trailing axis ``M``;
-    SF: segment indices, ``-1`` during the warm-up), mean over the codebooks."""
+    SF on the polyline: segment indices, both ends counted), mean over the codebooks."""
     m, k = quantizer.books.shape[:2]
-    space_filling = getattr(getattr(quantizer, "layer", None), "space_filling", False)
+    space_filling = _on_polyline(getattr(quantizer, "layer", None))
     shares = []
     for col in indices.detach().reshape(-1, m).unbind(dim=1):
         col = col[col >= 0]

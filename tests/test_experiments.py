@@ -158,3 +158,24 @@ def test_gumbel_prior_term_is_the_kl_to_uniform_and_trains_the_latents():
     aux.backward()
     assert z.grad is not None and float(z.grad.abs().sum()) > 0
     assert make_quantizer("gumbel", 8, 2)(z)[2].item() == 0.0  # no prior term by default
+
+
+@pytest.mark.parametrize("method", ["sf_diveq", "product_sf_diveq", "residual_sf_diveq", "diveq"])
+def test_training_call_usage_through_an_sf_warm_up(method):
+    """Inside an SF warm-up a composite returns codeword indices (up to K - 1), on the polyline
+    segment indices (up to K - 2, both ends counted); one codebook returns -1 (0 % used)."""
+    import torch
+
+    from experiments._methods import METHODS, QuantizerSpec
+    from experiments._probe import _train_usage
+
+    spec = QuantizerSpec(num_codes=16, dim=8, noise_std=1e-3, codebook_init="symmetric",
+                         skip_iters=3, avg_iters=1, sf_init="average", steps=10)  # fmt: skip
+    q = METHODS[method].build(spec)
+    q.train()
+    z = torch.randn(4, 8, 4, 4, generator=torch.Generator().manual_seed(0))
+    for call in range(1, 5):
+        share = _train_usage(q, q(z)[1])
+        assert 0.0 <= share <= 100.0
+        if method == "sf_diveq" and call < 3:
+            assert share == 0.0
