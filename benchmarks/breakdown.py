@@ -4,8 +4,9 @@ At small ``N K`` the search is cheap and the ``O(N D)`` work sets the time. This
 interleaved, the parts of one function call on the same input and prints each as a multiple of
 the floor (one untiled ``addmm`` + ``argmin``, no gradient):
 
-- ``search``: the library's nearest-codeword search (tiled on CPUs; for ``sf_diveq`` the
-  search over the dithered polyline points is the same size);
+- ``search``: the library's nearest-codeword search (tiled on CPUs); for ``sf_diveq`` the
+  one its training call runs, over the ``K - 1`` dithered points of the polyline (not the
+  exact projection of hard inference, ``sf_quantize``);
 - ``draws``: the standard-normal draws the function's semantics require (``N x D`` per
   vertex: one for DiVeQ, two for SF-DiVeQ), from torch's generator;
 - ``forward`` and ``forward + backward``: the function as users call it, drawing its noise;
@@ -47,8 +48,13 @@ def cases(fn_name: str, n: int, k: int, d: int) -> dict[str, Callable[[], object
     def floor() -> object:
         return torch.addmm((cd * cd).sum(1), zd, cd.t(), beta=1, alpha=-2).argmin(1)
 
+    points = cd
+    if fn_name == "sf_diveq":  # the training search: over the K - 1 dithered polyline points
+        lam = given["dither"][:, None]
+        points = (1.0 - lam) * cd[:-1] + lam * cd[1:]
+
     def search() -> object:
-        return dq.nearest(zd, cd) if fn_name == "diveq" else dq.sf_quantize(zd, cd)
+        return dq.nearest(zd, points)
 
     def forward() -> object:
         with torch.no_grad():
