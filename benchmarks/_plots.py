@@ -14,15 +14,17 @@ def plot_sweep(rows: list[dict[str, object]], args: argparse.Namespace) -> None:
     dims = sorted({int(r["d"]) for r in rows})  # type: ignore[call-overload]
     fig, axes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 4), squeeze=False)
     cases = sorted({str(r["case"]) for r in rows if "x_floor" in r})
+    markers = "osD^v<>phX*"  # colours repeat after ten cases: the marker tells them apart
     for ax, d in zip(axes[0], dims, strict=True):
-        for case in cases:
+        for i, case in enumerate(cases):
             pts = sorted(
                 (int(r["n"]) * int(r["k"]), float(r["x_floor"]))  # type: ignore[call-overload, arg-type]
                 for r in rows
                 if r["case"] == case and int(r["d"]) == d and "x_floor" in r  # type: ignore[call-overload]
             )
             if pts:
-                ax.loglog([p[0] for p in pts], [p[1] for p in pts], marker="o", ls="", label=case)
+                xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+                ax.loglog(xs, ys, marker=markers[i % len(markers)], ls="", label=case)
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set_xlabel("N K")
         ax.set_ylabel("time / floor (median per round)")
