@@ -15,7 +15,7 @@ the floor (one untiled ``addmm`` + ``argmin``, no gradient):
 ``floor + draws`` is a lower bound for any implementation that draws from torch's generator
 and searches no faster than the floor.
 
-    python benchmarks/breakdown.py [--n 16384] [--d 64] [--k 256 1024 4096] [--rounds 15]
+    python benchmarks/breakdown.py [--fn sf_diveq] [--n 4096 16384] [--d 64] [--k 256 1024 4096]
 """
 
 from __future__ import annotations

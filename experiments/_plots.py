@@ -15,7 +15,16 @@ import numpy as np
 from experiments._methods import METHODS
 from experiments._plan import NOISES
 from experiments._stats import paired, summary
-from experiments._tables import NOISY, Rows, defaults, groups, label, reference_cell, seeds_of
+from experiments._tables import (
+    NOISY,
+    OTHER_INITS,
+    Rows,
+    defaults,
+    groups,
+    label,
+    reference_cell,
+    seeds_of,
+)
 
 __all__ = ["FIGURES"]
 
@@ -117,7 +126,7 @@ def init_comparison(rows: Rows, out: Path) -> Path:
     sel = defaults(reference_cell(rows), init=False)
     fig, ax = plt.subplots(figsize=(7, 4.2))
     names: list[str] = []
-    diffs: dict[str, list[tuple[int, Any]]] = {"positive": [], "data": []}
+    diffs: dict[str, list[tuple[int, Any]]] = {init: [] for init in OTHER_INITS}
     for (_, _), runs in groups(sel, ("method", "noise_std")).items():
         sym = [r for r in runs if r["codebook_init"] == "symmetric"]
         found = False

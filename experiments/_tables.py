@@ -147,6 +147,10 @@ def noise_table(rows: Rows) -> Table:
     return table
 
 
+#: The codebook inits the study compares with the default ``"symmetric"``.
+OTHER_INITS = ("positive", "data")
+
+
 def init_table(rows: Rows) -> Table:
     """``U[0, 1/K)`` ("positive") and the data init ("data": ``K`` latents of the first batch)
     against ``U(-1/K, 1/K)`` ("symmetric"), each paired by seed."""
@@ -156,7 +160,7 @@ def init_table(rows: Rows) -> Table:
     for runs in groups(sel, ("method", "noise_std")).values():
         sym = _select(runs, codebook_init="symmetric")
         row = [label(runs[0]), summary([r["psnr"] for r in sym]).cell(2), str(len(sym))]
-        for init in ("positive", "data"):
+        for init in OTHER_INITS:
             other = _select(runs, codebook_init=init)
             d = paired(seeds_of(other, "psnr"), seeds_of(sym, "psnr"))
             row += [summary([r["psnr"] for r in other]).cell(2), str(len(other)), d.cell(2)]
@@ -180,13 +184,12 @@ def data_init_table(rows: Rows) -> Table:
         sym = _select(cell, codebook_init="symmetric")
         others = [r for r in base if (r["dataset"], r["num_codes"], r["steps"]) == (data, k, steps)
                   and r["method"] != "diveq"]  # fmt: skip
-        best, best_metric = "-", "psnr"
-        best_runs: Rows = []
-        for _, runs in groups(others, ("method", "noise_std")).items():
+        candidates = []  # (mean PSNR at equal bits, runs, metric)
+        for runs in groups(others, ("method", "noise_std")).values():
             metric = "vertex_psnr" if METHODS[runs[0]["method"]].space_filling else "psnr"
-            mean = summary([r[metric] for r in runs]).mean
-            if not best_runs or mean > summary([r[best_metric] for r in best_runs]).mean:
-                best, best_runs, best_metric = label(runs[0], metric != "psnr"), runs, metric
+            candidates.append((summary([r[metric] for r in runs]).mean, runs, metric))
+        _, best_runs, best_metric = max(candidates, key=lambda c: c[0], default=(0, [], "psnr"))
+        best = label(best_runs[0], best_metric != "psnr") if best_runs else "-"
         d_sym = paired(seeds_of(ours, "psnr"), seeds_of(sym, "psnr"))
         d_best = paired(seeds_of(ours, "psnr"), seeds_of(best_runs, best_metric))
         table.append([data, str(k), str(steps), summary([r["psnr"] for r in sym]).cell(2),
