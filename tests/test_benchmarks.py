@@ -42,6 +42,16 @@ def test_breakdown_smoke():
             assert part in out
 
 
+def test_inference_smoke():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "inference.py"),
+         "--n", "64", "--k", "8", "--d", "4", "--rounds", "1"],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    for part in ("torch sf_quantize", "torch SFDiVeQ layer, eval", "jax sf_quantize"):
+        assert part in out
+
+
 def test_sweep_summary_marks_the_cases_over_their_target():
     sys.path.insert(0, str(ROOT))
     from benchmarks._report import sweep_summary

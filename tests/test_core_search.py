@@ -84,3 +84,19 @@ def test_huge_and_tiny_magnitudes_pick_the_right_code(backend, scale):
     got = backend.call(lambda a, b: backend.module.sf_quantize(a, b), args, {})
     np.testing.assert_array_equal(backend.to_numpy(got.indices), ref.sf_quantize(z, c).indices)
     assert np.all(np.isfinite(backend.to_numpy(got.values)))
+
+
+def test_polyline_vertices_go_to_the_first_segment(backend):
+    """A vertex shared by two segments belongs to the first (``t = 1``), a run of repeated
+    codewords to the segment that first reaches it, the last vertex to the last segment; rows
+    beyond either end clip to it. Small integers: every score is exact in float32."""
+    c = np.array([[0, 0], [4, 0], [4, 0], [4, 3], [0, 3], [0, 3], [0, 3], [2, 8]], float)
+    z = np.concatenate([c, [[-3, -1], [7, -2], [4, 1], [2, 11], [0, 2], [2, 1]]])
+    want = ref.sf_quantize(z, c)
+    assert want.indices.tolist()[: len(c)] == [0, 0, 0, 2, 3, 3, 3, 6]  # the rule, as stated
+    for dtype in ("float32", "float64"):
+        args = [backend.asarray(z, dtype), backend.asarray(c, dtype)]
+        got = backend.call(lambda a, b: backend.module.sf_quantize(a, b), args, {})
+        np.testing.assert_array_equal(backend.to_numpy(got.indices), want.indices)
+        np.testing.assert_allclose(backend.to_numpy(got.weights), want.weights, atol=1e-6)
+        np.testing.assert_allclose(backend.to_numpy(got.values), want.values, atol=1e-5)

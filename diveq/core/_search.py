@@ -77,22 +77,31 @@ def project_rows(
     ee = xp.sum(e * e, axis=-1)
     ae = xp.sum(c[:-1, ...] * e, axis=-1)
     cc = xp.sum(c * c, axis=-1)
-    has_len = ee > 0
-    ee_safe = xp.where(has_len, ee, xp.ones_like(ee))
+    # t = 0 on a segment of length zero (a repeated codeword)
+    inv_len = xp.astype(ee > 0, ee.dtype)
+    ee_safe = xp.where(ee > 0, ee, xp.ones_like(ee))
     segs = ee.shape[0]
 
     def block(zb: Array) -> tuple[Array, Array]:
         g = matmul(xp, zb, xp.permute_dims(c_z, (1, 0)))
         vertex = cc - 2.0 * g  # ||z - c_j||^2 - ||z||^2, the same numbers as `nearest_rows`
         num = g[:, 1:] - g[:, :-1] - ae  # (z - a) . e
-        t = xp.where(has_len, xp.clip(num / ee_safe, 0.0, 1.0), 0.0)
-        inner = vertex[:, :-1] - 2.0 * t * num + t * t * ee
-        # A projection clipped to a vertex scores exactly that vertex's distance, so a vertex
-        # shared by two segments is an exact tie and the first segment wins.
-        dist = xp.where(t >= 1.0, vertex[:, 1:], xp.where(t <= 0.0, vertex[:, :-1], inner))
+        t = xp.clip(num / ee_safe, 0.0, 1.0) * inv_len
+        # ||z - a - t e||^2 - ||z||^2 = vertex_a - 2 t num + t^2 ee is vertex_a - t num for the
+        # unclipped t = num / ee and exactly vertex_a for t = 0. For t clipped to 1 this scores
+        # too high, but never below the true minimum; the vertex it stands for is scored
+        # exactly by the next segment at t = 0, or (the last vertex) by the column `end` below.
+        dist = vertex[:, :-1] - t * num
         i = xp.argmin(dist, axis=-1)
         flat = xp.arange(zb.shape[0], dtype=i.dtype, device=device(zb)) * segs + i
-        return i, xp.take(xp.reshape(t, (-1,)), flat, axis=0)
+        best = xp.take(xp.reshape(dist, (-1,)), flat, axis=0)
+        t_i = xp.take(xp.reshape(t, (-1,)), flat, axis=0)
+        # The reference's ties: a vertex shared by two segments belongs to the first (at t = 1),
+        # and the last vertex wins only when strictly nearer than every earlier segment.
+        end = vertex[:, -1] < best
+        back = (t_i <= 0.0) & (i >= 1)
+        i = xp.where(end, segs - 1, xp.where(back, i - 1, i))
+        return i, xp.where(end | back, 1.0, t_i)
 
     return map_row_chunks(xp, block, z, default_chunk(c.shape[0], chunk_size, z))
 

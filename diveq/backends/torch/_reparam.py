@@ -39,6 +39,7 @@ def _unit_rows(v: torch.Tensor) -> torch.Tensor:
     ``||v|| > 1.8e19``) or may have lost precision to underflow (``||v|| < 3e-13``, a bound with
     room for ``D`` up to ``2^22``); those rows alone are scaled by a power of two (exact) before
     the norm is taken again, so the norms and units are finite and accurate for every finite row.
+    On a CPU, where there is no such row, the second pass is skipped.
     """
     info = torch.finfo(v.dtype)
     tiny = math.sqrt(info.smallest_normal / info.eps)
@@ -46,6 +47,13 @@ def _unit_rows(v: torch.Tensor) -> torch.Tensor:
     up = 2.0 ** (half - 16 - math.floor(math.log2(tiny)))  # tiny rows: below 2^(half-16)
     down = 2.0 ** -(half + 16)  # entries <= max become <= 2^(half-16): D up to 2^32 fits
     n = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+    zero = n == 0
+    if v.device.type == "cpu" and not torch.compiler.is_compiling():
+        # Where no row needs a rescue (zero rows need none), the second norm pass would give
+        # the same bits: skip it. (Elsewhere this test would cost a host sync.)
+        if not bool(((n < tiny) & ~zero).any() or (n == math.inf).any()):
+            v.mul_(n.reciprocal().masked_fill_(zero, 0.0))
+            return n
     scale = torch.ones_like(n).masked_fill_(n < tiny, up).masked_fill_(n == math.inf, down)
     v.mul_(scale)
     n = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
