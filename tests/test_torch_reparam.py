@@ -150,14 +150,18 @@ def test_row_chunks_give_the_same_bits_as_one_pass(name, noise_std, monkeypatch)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 def test_unit_rows_without_a_rescue_give_the_same_bits(dtype):
     """With no row to rescue the second norm pass is skipped; the plain rows come out the same
-    as when an overflowing and an underflowing row force both passes (zero rows included)."""
+    as when an overflowing and an underflowing row force both passes. A zero row, or one whose
+    squares underflow to a norm of 0, is rescued: it gets 0 or its unit vector."""
     gen = torch.Generator().manual_seed(5)
     scales = 10.0 ** torch.linspace(-6, 12, 50, dtype=dtype)[:, None]  # none to rescue
     plain = torch.randn(50, 7, generator=gen, dtype=dtype) * scales
-    plain[3] = 0.0
     info = torch.finfo(dtype)
     extreme = torch.tensor([[info.max / 2] * 7, [info.tiny**0.75] * 7], dtype=dtype)
     alone, mixed = plain.clone(), torch.cat([plain, extreme])
     n_alone, n_mixed = _unit_rows(alone), _unit_rows(mixed)
     assert torch.equal(alone, mixed[:50]) and torch.equal(n_alone, n_mixed[:50])
-    assert torch.isfinite(mixed).all() and (alone[3] == 0).all()
+    assert torch.isfinite(mixed).all()
+    edge = torch.tensor([[0.0, 0.0], [info.tiny**0.75, 0.0], [3.0, 4.0]], dtype=dtype)
+    _unit_rows(edge)
+    assert edge[0].tolist() == [0.0, 0.0] and edge[1, 1] == 0.0
+    assert abs(float(edge[1, 0]) - 1.0) <= 2 * info.eps

@@ -47,12 +47,12 @@ def _unit_rows(v: torch.Tensor) -> torch.Tensor:
     up = 2.0 ** (half - 16 - math.floor(math.log2(tiny)))  # tiny rows: below 2^(half-16)
     down = 2.0 ** -(half + 16)  # entries <= max become <= 2^(half-16): D up to 2^32 fits
     n = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
-    zero = n == 0
     if v.device.type == "cpu" and not torch.compiler.is_compiling():
-        # Where no row needs a rescue (zero rows need none), the second norm pass would give
-        # the same bits: skip it. (Elsewhere this test would cost a host sync.)
-        if not bool(((n < tiny) & ~zero).any() or (n == math.inf).any()):
-            v.mul_(n.reciprocal().masked_fill_(zero, 0.0))
+        # Where no row needs a rescue, the second norm pass would give the same bits: skip it.
+        # (A norm of 0 may be a nonzero row whose squares underflowed: it is rescued too.)
+        # Elsewhere this test would cost a host sync.
+        if not bool((n < tiny).any() or (n == math.inf).any()):
+            v.mul_(n.reciprocal())
             return n
     scale = torch.ones_like(n).masked_fill_(n < tiny, up).masked_fill_(n == math.inf, down)
     v.mul_(scale)
