@@ -74,12 +74,15 @@ def finish(
     values: Array,
     idx: Array,
     weights: Array,
+    all_valid: bool = False,
 ) -> tuple[Array, Array, Array]:
     """A call's per-row results as users see them: invalid rows keep their input as value and
-    get index ``-1`` and weight 0; values go back to the shape of ``z``."""
-    values = xp.where(valid[:, None], values, rows)
-    idx = xp.where(valid[:, None], idx, xp.full_like(idx, -1))
-    weights = xp.where(valid[:, None], weights, xp.zeros_like(weights))
+    get index ``-1`` and weight 0; values go back to the shape of ``z``. ``all_valid``: the
+    caller knows every row is valid (no masking)."""
+    if not all_valid:
+        values = xp.where(valid[:, None], values, rows)
+        idx = xp.where(valid[:, None], idx, -1)
+        weights = xp.where(valid[:, None], weights, 0.0)
     return (
         from_rows(spec, xp, values, lead),
         user_codes(spec, xp, idx, lead),
@@ -88,12 +91,18 @@ def finish(
 
 
 def decode_rows(
-    spec: LayerSpec, xp: Any, books: Array, idx: Array, weights: Array | None, like: Array = None
+    spec: LayerSpec,
+    xp: Any,
+    books: Array,
+    idx: Array,
+    weights: Array | None,
+    like: Array = None,
+    checked: bool = False,
 ) -> Array:
     """Rows ``(N, D)`` (in the work dtype) for codes ``(N, M)`` and, for space-filling layers,
-    segment positions ``(N, M)``; index ``-1`` gives zeros. The one decoding arithmetic of the
-    layers: their hard inference returns these values too (computed at least in the dtype of
-    ``like``, the latents)."""
+    segment positions ``(N, M)``; index ``-1`` gives zeros (``checked``: the caller knows no
+    code is ``-1``). The one decoding arithmetic of the layers: their hard inference returns
+    these values too (computed at least in the dtype of ``like``, the latents)."""
     ok = idx >= 0
     dt = work_dtype(xp, *(a for a in (books, weights, like) if a is not None))
     parts = []
@@ -104,7 +113,7 @@ def decode_rows(
             part = xp.take(book, safe, axis=0)
         else:
             part = segment_point(xp, book, safe, cast(xp, weights[:, j], dt))
-        parts.append(xp.where(ok[:, j : j + 1], part, xp.zeros_like(part)))
+        parts.append(part if checked else xp.where(ok[:, j : j + 1], part, 0.0))
     return _sum(parts) if spec.layout == "residual" else xp.concat(parts, axis=-1)
 
 

@@ -109,6 +109,10 @@ class LayerOps:
     require_rows : callable
         ``require_rows(count, message)`` raises ``ValueError(message(count))`` when it can tell that
         ``count < K`` (eagerly); a traced call keeps the codebooks instead.
+    all_true : callable
+        ``all_true(mask) -> bool``: True only when it can tell, without tracing or a device
+        sync, that every entry of ``mask`` is True (an eager CPU array); the layer then skips
+        its masking ``where`` passes over ``N x D``. Default: never.
     """
 
     xp: Any
@@ -123,6 +127,7 @@ class LayerOps:
     warmup_rows: Callable[[Any], tuple[Array, Array]] = _keep
     clear_warmup: Callable[[Any], Any] = _keep
     require_rows: Callable[[Any, Callable[[int], str]], None] = lambda count, message: None
+    all_true: Callable[[Array], bool] = lambda mask: False
 
 
 class Draws:
@@ -162,8 +167,11 @@ def _codes(spec: LayerSpec, xp: Any, x: Array) -> Array:
     return xp.reshape(x, (x.shape[0], spec.num_codebooks))
 
 
-def _safe(xp: Any, rows: Array, valid: Array) -> Array:
-    return xp.where(valid[:, None], rows, xp.zeros_like(rows))
+def _safe(ops: LayerOps, rows: Array, valid: Array) -> Array:
+    """The rows with the invalid ones zeroed (unchanged when ``ops`` knows all are valid)."""
+    if ops.all_true(valid):
+        return rows
+    return ops.xp.where(valid[:, None], rows, 0.0)  # a scalar: no N x D zero array
 
 
 def infer(spec: LayerSpec, ops: LayerOps, books: Array, rows: Array, valid: Array) -> Rows:
@@ -173,10 +181,11 @@ def infer(spec: LayerSpec, ops: LayerOps, books: Array, rows: Array, valid: Arra
     reproduces them bitwise (a compiled inference may round its fused arithmetic differently).
     """
     xp = ops.xp
-    out = ops.function(_op_names(spec)[2])(_safe(xp, rows, valid), _books_arg(spec, books))
+    out = ops.function(_op_names(spec)[2])(_safe(ops, rows, valid), _books_arg(spec, books))
     idx = _codes(spec, xp, out.indices)
     weights = _codes(spec, xp, out.weights) if spec.space_filling else None
-    values = cast(xp, decode_rows(spec, xp, books, idx, weights, rows), rows.dtype)
+    # every code is >= 0 here (invalid rows were searched as zeros)
+    values = cast(xp, decode_rows(spec, xp, books, idx, weights, rows, checked=True), rows.dtype)
     if weights is None:
         weights = xp.zeros(idx.shape, dtype=rows.dtype)
     return values, idx, weights
@@ -198,7 +207,7 @@ def estimate(
     composite DiVeQ. Draws are requested inside the branch that runs.
     """
     xp = ops.xp
-    safe = _safe(xp, rows, valid)
+    safe = _safe(ops, rows, valid)
     n, (train_name, warm_name, _) = rows.shape[0], _op_names(spec)
     noisy = spec.noise_std > 0
 
@@ -302,7 +311,7 @@ def advance(
     if live:
 
         def collect(s: Any) -> Any:
-            latents = warmup_latents(spec, xp, books, _safe(xp, rows, valid), idx)
+            latents = warmup_latents(spec, xp, books, _safe(ops, rows, valid), idx)
             return ops.collect(s, call, latents, valid)
 
         collects = warmup_collects(call, spec.skip_iters, spec.avg_iters)

@@ -48,6 +48,14 @@ def _chunk_size(value: Any) -> int | None:
     return value
 
 
+def _known_all(mask: torch.Tensor) -> bool:
+    """Whether ``mask`` is all True, asked only where that costs no device sync or graph break
+    (eager, on a CPU); elsewhere ``False``, and the layer masks."""
+    if mask.device.type != "cpu" or torch.compiler.is_compiling():
+        return False
+    return bool(mask.all())
+
+
 def _require_rows(count: torch.Tensor, message: Any, num_codes: int) -> None:
     if torch.compiler.is_compiling():
         return  # a compiled init keeps the codebooks instead (documented)
@@ -272,6 +280,7 @@ class Quantizer(nn.Module):
             warmup_rows=lambda store: store.rows_and_valid(self._param().dtype, group),
             clear_warmup=clear,
             require_rows=lambda count, message: _require_rows(count, message, num_codes),
+            all_true=_known_all,
         )
 
     def _draws(
@@ -334,7 +343,7 @@ class Quantizer(nn.Module):
         if self.training:
             counts = self._advance(rows, valid, idx, counts, d, compiling)
         perplexity = step.mean_perplexity(xp, counts)
-        out = rows_.finish(spec, xp, rows, valid, lead, values, idx, weights)
+        out = rows_.finish(spec, xp, rows, valid, lead, values, idx, weights, _known_all(valid))
         if spec.space_filling:
             return SFLayerOutput(out[0], out[1], perplexity, out[2])
         return LayerOutput(out[0], out[1], perplexity)
@@ -413,7 +422,7 @@ class Quantizer(nn.Module):
         spec = self.spec
         rows, valid, lead = rows_.to_rows(spec, xp, z, mask)
         values, idx, weights = step.infer(spec, self._ops(), self._books(), rows, valid)
-        out = rows_.finish(spec, xp, rows, valid, lead, values, idx, weights)
+        out = rows_.finish(spec, xp, rows, valid, lead, values, idx, weights, _known_all(valid))
         return SFQuantized(*out) if spec.space_filling else Quantized(out[0], out[1])
 
     def decode(self, indices: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
