@@ -224,6 +224,32 @@ def test_masked_and_non_finite_rows(name):
 
 
 @pytest.mark.parametrize("name", LAYERS)
+def test_all_valid_rows_skip_the_masking_with_the_same_results(name, monkeypatch):
+    """Eager CPU layers skip the invalid-row masking when every row is valid; forcing the masked
+    path changes no value, index, gradient or state, in train and in eval mode."""
+    import diveq.backends.torch._layer as torch_layer
+
+    runs = []
+    for known in (True, False):
+        if not known:
+            monkeypatch.setattr(torch_layer, "_known_all", lambda mask: False)
+        torch.manual_seed(0)
+        layer = LAYERS[name]()
+        z = _z(2, 5, 4, seed=3).requires_grad_(True)
+        out = layer(z, generator=_gen(0))
+        (out.values * _z(2, 5, 4, seed=4)).sum().backward()
+        param = layer.codebooks if name not in ("diveq", "sf") else layer.codebook
+        evaluated = layer.eval()(z.detach())
+        runs.append((out.values, out.indices, z.grad, param.grad, evaluated.values,
+                     evaluated.indices, layer.state_dict()))  # fmt: skip
+    for a, b in zip(*runs, strict=True):
+        if isinstance(a, dict):
+            assert all(_same(a[k], b[k]) for k in a)
+        else:
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", LAYERS)
 def test_decode_inverts_eval(name):
     layer = LAYERS[name]()
     layer(_z(16, 4), generator=_gen(0))  # some training first
