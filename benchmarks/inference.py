@@ -22,25 +22,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 Case = Callable[[], object]
 
 
-def torch_cases(z_np: object, c_np: object) -> dict[str, Case]:
+def torch_cases(t: dict) -> dict[str, Case]:
     """The torch floor, ``quantize``, ``sf_quantize`` and the two layers' eval calls."""
     import torch
 
     import diveq.backends.torch as dq
+    from benchmarks._torch_cases import floor
 
-    z, c = torch.from_numpy(z_np), torch.from_numpy(c_np)  # type: ignore[arg-type]
+    z, c = t["z"], t["codebook"]
     k, d = c.shape
-    layers = {}
-    for name in ("DiVeQ", "SFDiVeQ"):
+
+    def eval_call(name: str) -> Case:
         layer = getattr(dq, name)(k, d).eval()
         with torch.no_grad():
             layer.codebook.copy_(c)
-        layers[name] = layer
 
-    def floor() -> object:
-        return torch.addmm((c * c).sum(1), z, c.t(), alpha=-2).argmin(1)
-
-    def eval_call(layer: torch.nn.Module) -> Case:
         def run() -> object:
             with torch.no_grad():
                 return layer(z)
@@ -48,30 +44,27 @@ def torch_cases(z_np: object, c_np: object) -> dict[str, Case]:
         return run
 
     return {
-        "torch floor": floor,
+        "torch floor": floor(t),
         "torch quantize": lambda: dq.quantize(z, c),
         "torch sf_quantize": lambda: dq.sf_quantize(z, c),
-        "torch DiVeQ layer, eval": eval_call(layers["DiVeQ"]),
-        "torch SFDiVeQ layer, eval": eval_call(layers["SFDiVeQ"]),
+        "torch DiVeQ layer, eval": eval_call("DiVeQ"),
+        "torch SFDiVeQ layer, eval": eval_call("SFDiVeQ"),
     }
 
 
-def jax_cases(z_np: object, c_np: object) -> dict[str, Case]:
-    """The JAX floor and the jitted ``quantize`` and ``sf_quantize``."""
+def jax_cases(t: dict) -> dict[str, Case]:
+    """The JAX floor (that of ``make bench``) and the jitted ``quantize`` and ``sf_quantize``."""
     import jax
     import jax.numpy as jnp
 
     import diveq.backends.jax as dq
+    from benchmarks._jax_cases import cases
 
-    z, c = jnp.asarray(z_np), jnp.asarray(c_np)
-
-    @jax.jit
-    def floor(x: jax.Array, cb: jax.Array) -> jax.Array:
-        return jnp.argmin(jnp.sum(cb * cb, axis=1) - 2.0 * (x @ cb.T), axis=1)
-
+    arrays = {name: v.cpu().numpy() for name, v in t.items()}
+    z, c = jnp.asarray(arrays["z"]), jnp.asarray(arrays["codebook"])
     quantize, sf_quantize = jax.jit(dq.quantize), jax.jit(dq.sf_quantize)
     return {
-        "jax floor": lambda: floor(z, c).block_until_ready(),
+        "jax floor": cases(arrays, layers=False)["jax floor"],
         "jax quantize": lambda: jax.block_until_ready(quantize(z, c)),
         "jax sf_quantize": lambda: jax.block_until_ready(sf_quantize(z, c)),
     }
@@ -87,19 +80,17 @@ def main() -> None:
     parser.add_argument("--no-jax", action="store_true")
     args = parser.parse_args()
 
-    import numpy as np
     import torch
 
     from benchmarks._timing import interleaved, median, ratio
+    from benchmarks._torch_cases import data
 
     torch.set_num_threads(args.threads)
     print(f"hard inference, D={args.d}, {args.threads} threads, {args.rounds} rounds: ms, x floor")
-    rng = np.random.default_rng(0)
     for n in args.n:
         for k in args.k:
-            z = rng.standard_normal((n, args.d)).astype(np.float32)
-            c = (0.5 * rng.standard_normal((k, args.d))).astype(np.float32)
-            cases = torch_cases(z, c) | ({} if args.no_jax else jax_cases(z, c))
+            t = data(n, args.d, k)  # the data of `make bench`
+            cases = torch_cases(t) | ({} if args.no_jax else jax_cases(t))
             samples = interleaved(cases, rounds=args.rounds)
             print(f"\nN={n} K={k}")
             for name, s in samples.items():

@@ -229,6 +229,8 @@ def test_all_valid_rows_skip_the_masking_with_the_same_results(name, monkeypatch
     path changes no value, index, gradient or state, in train and in eval mode."""
     import diveq.backends.torch._layer as torch_layer
 
+    assert torch_layer._known_all(torch.ones(3, dtype=torch.bool))  # the skip is taken here
+    assert not torch_layer._known_all(torch.tensor([True, False]))
     runs = []
     for known in (True, False):
         if not known:

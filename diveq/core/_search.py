@@ -77,16 +77,16 @@ def project_rows(
     ee = xp.sum(e * e, axis=-1)
     ae = xp.sum(c[:-1, ...] * e, axis=-1)
     cc = xp.sum(c * c, axis=-1)
-    # t = 0 on a segment of length zero (a repeated codeword)
-    inv_len = xp.astype(ee > 0, ee.dtype)
-    ee_safe = xp.where(ee > 0, ee, xp.ones_like(ee))
+    has_len = ee > 0  # t = 0 on a segment of length zero (a repeated codeword)
+    len_mask = xp.astype(has_len, ee.dtype)
+    ee_safe = xp.where(has_len, ee, xp.ones_like(ee))
     segs = ee.shape[0]
 
     def block(zb: Array) -> tuple[Array, Array]:
         g = matmul(xp, zb, xp.permute_dims(c_z, (1, 0)))
         vertex = cc - 2.0 * g  # ||z - c_j||^2 - ||z||^2, the same numbers as `nearest_rows`
         num = g[:, 1:] - g[:, :-1] - ae  # (z - a) . e
-        t = xp.clip(num / ee_safe, 0.0, 1.0) * inv_len
+        t = xp.clip(num / ee_safe, 0.0, 1.0) * len_mask
         # ||z - a - t e||^2 - ||z||^2 = vertex_a - 2 t num + t^2 ee is vertex_a - t num for the
         # unclipped t = num / ee and exactly vertex_a for t = 0. For t clipped to 1 this scores
         # too high, but never below the true minimum; the vertex it stands for is scored

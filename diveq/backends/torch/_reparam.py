@@ -47,14 +47,14 @@ def _unit_rows(v: torch.Tensor) -> torch.Tensor:
     up = 2.0 ** (half - 16 - math.floor(math.log2(tiny)))  # tiny rows: below 2^(half-16)
     down = 2.0 ** -(half + 16)  # entries <= max become <= 2^(half-16): D up to 2^32 fits
     n = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+    small, big = n < tiny, n == math.inf  # (a norm of 0 may be a row whose squares underflowed)
     if v.device.type == "cpu" and not torch.compiler.is_compiling():
-        # Where no row needs a rescue, the second norm pass would give the same bits: skip it.
-        # (A norm of 0 may be a nonzero row whose squares underflowed: it is rescued too.)
-        # Elsewhere this test would cost a host sync.
-        if not bool((n < tiny).any() or (n == math.inf).any()):
+        # No row to rescue: the second norm pass would give the same bits, so skip it.
+        # (Elsewhere this test would cost a host sync.)
+        if not bool((small | big).any()):
             v.mul_(n.reciprocal())
             return n
-    scale = torch.ones_like(n).masked_fill_(n < tiny, up).masked_fill_(n == math.inf, down)
+    scale = torch.ones_like(n).masked_fill_(small, up).masked_fill_(big, down)
     v.mul_(scale)
     n = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
     v.mul_(n.reciprocal().masked_fill_(n == 0, 0.0))
@@ -69,7 +69,8 @@ WHOLE_ELEMENTS = 1 << 21
 """Up to this many elements the step runs in one chunk and the backward reuses the forward's
 units. Above it, each ``N x D`` temporary would be fresh memory (a 64 MiB buffer costs some 20 ms
 of page faults on a CPU) that a chunked backward avoids by recomputing its chunk's units; below
-it, the recomputation costs more than it saves (measured in ``benchmarks/breakdown.py``)."""
+it, the recomputation cost more than it saved (measured interleaved against the one-pass step;
+docs: Performance)."""
 
 
 def _chunks(z: torch.Tensor) -> list[slice]:
@@ -110,9 +111,9 @@ def _directions(
 class _Step(torch.autograd.Function):
     """``z + sum_j w_j ||q_j - z|| sg(unit(q_j - z + s xi_j))`` (see the module docstring).
 
-    Both passes walk the rows in chunks (:func:`_chunks`); the backward recomputes a chunk's
-    units from the saved inputs instead of keeping ``2 m`` arrays of ``N x D`` alive between the
-    passes.
+    Both passes walk the rows in the chunks of :func:`_chunks`. With one chunk the backward
+    reuses the forward's units; with more it recomputes each chunk's units from the saved
+    inputs instead of keeping ``2 m`` arrays of ``N x D`` alive between the passes.
     """
 
     @staticmethod
@@ -164,8 +165,9 @@ class _Step(torch.autograd.Function):
         draws, vertices = rest[:k], rest[k:]
         dz = torch.empty_like(g, memory_format=torch.contiguous_format)
         dqs = [torch.empty_like(dz) for _ in range(m)]
-        for rows in _chunks(z) if kept.numel() == 0 else [slice(None)]:
-            buf = kept if kept.numel() else _directions(z, vertices, noise_std, draws, rows)[0]
+        reuse = kept.numel() > 0
+        for rows in [slice(None)] if reuse else _chunks(z):
+            buf = kept if reuse else _directions(z, vertices, noise_std, draws, rows)[0]
             units = buf[m:] if draws else buf
             gc, dzc = g[rows], dz[rows]
             for j in range(m):
